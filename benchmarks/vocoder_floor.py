@@ -1,0 +1,182 @@
+"""Vocoder quality floor: how close does each vocoder's analysis-resynthesis get to the original?
+
+A TTS system is an acoustic model plus a vocoder; even a perfect acoustic model cannot beat the
+vocoder fed with features of the real recording. For every held-out English test utterance of the
+built-in corpus and every vocoder this measures, against the original recording:
+
+* MCD (DTW, dB)          WORLD mel-cepstra (c1..c39) of original vs resynthesis, full band (0-11 kHz)
+* mel LSD (dB)           log-spectral distance of the 80-band log-mels (0-8 kHz), frame by frame
+* F0 RMSE (Hz, cents)    Harvest F0 of both, on frames voiced in both
+* V/UV error             fraction of frames whose voicing decision flips
+* RTF                    vocoder time / audio time, one CPU thread (analysis + synthesis)
+
+Why two spectral measures: the log-mel features stop at 8 kHz, so Griffin-Lim from log-mel cannot
+bring back 8-11 kHz; WORLD's mel-cepstrum spans the whole band and punishes that emptiness hard
+(low-passing an eSpeak utterance at 7.8 kHz alone costs ~22 dB MCD). The mel LSD compares only
+what the mel features describe.
+
+Results go to ``<out>/vocoder_floor.json`` and ``<out>/vocoder_floor.md``::
+
+    python benchmarks/vocoder_floor.py --mode ci            # small corpus, seconds
+    python benchmarks/vocoder_floor.py --mode full --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":
+    # One thread everywhere, set before numpy/torch start their thread pools, so RTFs compare.
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_var] = "1"
+
+import argparse
+import platform
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+from ttslab.dsp.spectral import SAMPLE_RATE, log_mel
+from ttslab.dsp.world import world_analysis
+from ttslab.io import SampleRateError, atomic_write_json, atomic_write_text
+from ttslab.metrics import f0_rmse, log_spectral_distance, mcd_dtw, measure_rtf, vuv_error
+from ttslab.vocoders import mel_resynthesize, world_vocoder_resynthesize
+
+Vocoder = Callable[[np.ndarray, int], np.ndarray]  # (audio, sr) -> resynthesised audio, same length
+
+DEFAULT_VOCODERS: dict[str, Vocoder] = {
+    "world": world_vocoder_resynthesize,
+    "griffin_lim_32": partial(mel_resynthesize, n_iter=32),
+    "griffin_lim_100": partial(mel_resynthesize, n_iter=100),
+}
+METRICS = ("mcd_dtw_db", "mel_lsd_db", "f0_rmse_hz", "f0_rmse_cents", "vuv_error")
+
+
+def evaluate_utterance(x: np.ndarray, sr: int, vocoders: Mapping[str, Vocoder]) -> dict[str, dict]:
+    """Metrics of every vocoder on one utterance: ``{vocoder: {metric: value}}``."""
+    seconds = len(x) / sr
+    ref = world_analysis(x, sr)
+    ref_mel = np.exp(log_mel(x, sr=sr))
+    out = {}
+    for name, vocode in vocoders.items():
+        y, rtf = measure_rtf(vocode, seconds, x, sr)
+        if len(y) != len(x):
+            raise ValueError(f"vocoder {name!r} returned {len(y)} samples for {len(x)}; it must keep the length")
+        syn = world_analysis(y, sr)
+        out[name] = {
+            "mcd_dtw_db": mcd_dtw(ref.mcep, syn.mcep),
+            "mel_lsd_db": log_spectral_distance(ref_mel, np.exp(log_mel(y, sr=sr))),
+            "f0_rmse_hz": f0_rmse(ref.f0, syn.f0, unit="hz"),  # NaN if nothing is voiced in both
+            "f0_rmse_cents": f0_rmse(ref.f0, syn.f0, unit="cents"),
+            "vuv_error": vuv_error(ref.f0, syn.f0),
+            "processing_seconds": rtf * seconds,
+        }
+    return out
+
+
+def _means(rows: list[dict]) -> dict:
+    """Mean of each metric over utterances (skipping undefined ones), plus RTF as total time / total audio."""
+    summary = {}
+    for m in METRICS:
+        values = [r[m] for r in rows if r[m] is not None and np.isfinite(r[m])]
+        summary[m] = float(np.mean(values)) if values else None
+    summary["rtf"] = sum(r["processing_seconds"] for r in rows) / sum(r["seconds"] for r in rows)
+    summary["n_utterances"] = len(rows)
+    return summary
+
+
+def evaluate_vocoders(utterances: Iterable, vocoders: Mapping[str, Vocoder] | None = None,
+                      sr: int = SAMPLE_RATE, progress: bool = True) -> dict:
+    """Run every vocoder on every utterance (objects with ``.id``, ``.speaker``, ``.load_audio()``).
+
+    Returns ``{"rows": [per utterance and vocoder], "summary": {vocoder: {"mean": ..., "per_speaker": ...}}}``.
+    """
+    from tqdm.auto import tqdm
+
+    vocoders = DEFAULT_VOCODERS if vocoders is None else vocoders
+    utterances = list(utterances)
+    if not utterances:
+        raise ValueError("no utterances to evaluate; is the test split of the corpus empty?")
+    rows = []
+    for utt in tqdm(utterances, desc="vocoder floor", disable=not progress):
+        if getattr(utt, "sample_rate", sr) != sr:
+            raise SampleRateError(f"utterance {utt.id} is {utt.sample_rate} Hz; the vocoders here expect {sr} Hz")
+        x = np.asarray(utt.load_audio(), dtype=np.float32)
+        for name, metrics in evaluate_utterance(x, sr, vocoders).items():
+            metrics = {k: (None if np.isnan(v) else v) for k, v in metrics.items()}  # JSON has no NaN
+            rows.append({"utterance": utt.id, "speaker": utt.speaker, "vocoder": name, "seconds": len(x) / sr, **metrics})
+    summary = {}
+    for name in vocoders:
+        mine = [r for r in rows if r["vocoder"] == name]
+        speakers = list(dict.fromkeys(r["speaker"] for r in mine))
+        summary[name] = {"mean": _means(mine),
+                         "per_speaker": {s: _means([r for r in mine if r["speaker"] == s]) for s in speakers}}
+    return {"rows": rows, "summary": summary}
+
+
+def _fmt(v, digits: int) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def to_markdown(results: dict) -> str:
+    """The summary as Markdown tables: overall means, then per speaker."""
+    head = ("| vocoder | MCD-DTW (dB) | mel LSD (dB) | F0 RMSE (Hz) | F0 RMSE (cents) | V/UV error (%) "
+            "| RTF (1 thread) |\n|---|---:|---:|---:|---:|---:|---:|\n")
+
+    def line(label: str, m: dict) -> str:
+        vuv = None if m["vuv_error"] is None else 100 * m["vuv_error"]
+        return (f"| {label} | {_fmt(m['mcd_dtw_db'], 2)} | {_fmt(m['mel_lsd_db'], 2)} | {_fmt(m['f0_rmse_hz'], 1)} | "
+                f"{_fmt(m['f0_rmse_cents'], 0)} | {_fmt(vuv, 1)} | {_fmt(m['rtf'], 3)} |\n")
+
+    meta = results.get("meta", {})
+    text = "# Vocoder floor: analysis-resynthesis of held-out utterances\n\n"
+    if meta:
+        text += (f"Corpus mode `{meta.get('mode')}`, {meta.get('n_utterances')} utterances "
+                 f"({meta.get('audio_seconds', 0):.1f} s), {meta.get('sample_rate')} Hz. "
+                 "MCD (full band, DTW), F0 and V/UV compare WORLD analyses of the original and the "
+                 "resynthesis; mel LSD compares their 0-8 kHz log-mels. Log-mel + Griffin-Lim has nothing "
+                 "above 8 kHz, which inflates its MCD; see the script's docstring.\n\n")
+    text += "## Mean over utterances\n\n" + head
+    for name, s in results["summary"].items():
+        text += line(name, s["mean"])
+    text += "\n## Per speaker\n\n" + head.replace("| vocoder |", "| vocoder / speaker |")
+    for name, s in results["summary"].items():
+        for spk, m in s["per_speaker"].items():
+            text += line(f"{name} / {spk}", m)
+    return text
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=("ci", "full"), default=None, help="corpus size (default: TTSLAB_CI)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output folder")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N utterances")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from ttslab.config import mode as default_mode
+    from ttslab.data import load_builtin
+
+    torch.set_num_threads(1)
+    mode = args.mode or default_mode()
+    corpus = load_builtin(mode).filter(split="test", language="en")
+    utterances = list(corpus)[: args.limit] if args.limit else list(corpus)
+    results = evaluate_vocoders(utterances)
+    results["meta"] = {
+        "mode": mode, "n_utterances": len(utterances), "sample_rate": SAMPLE_RATE,
+        "audio_seconds": sum(r["seconds"] for r in results["rows"]) / len(DEFAULT_VOCODERS),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "python": platform.python_version(), "machine": platform.machine(),
+    }
+    atomic_write_json(args.out / "vocoder_floor.json", results)
+    atomic_write_text(args.out / "vocoder_floor.md", to_markdown(results))
+    print(to_markdown(results))
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,176 @@
+"""The built-in corpus: determinism, exact label coverage, speakers, conventions, bad input."""
+
+import collections
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ttslab.data import builtin
+from ttslab.data.corpus import CorpusNotFoundError, Segment
+from ttslab.data.labels import read_htk_lab, format_textgrid
+from ttslab.io import AudioFileError
+from ttslab.text.phoneset import PHONES
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_two_builds_are_byte_identical(ci_corpus, tmp_path):
+    again = builtin.build_corpus("ci", tmp_path / "again", jobs=1, progress=False)
+    assert tree_hashes(ci_corpus.root) == tree_hashes(again.root)
+
+
+def test_labels_cover_each_wav_exactly(ci_corpus):
+    for utt in ci_corpus:
+        info = sf.info(str(utt.wav_path))
+        assert info.samplerate == 22050 and info.channels == 1 and info.subtype == "PCM_16"
+        assert info.frames == utt.num_samples
+        lab = read_htk_lab(ci_corpus.root / "lab" / utt.speaker / f"{utt.id}.lab", 22050)
+        assert [(s.label, s.start, s.end) for s in lab] == [(s.label, s.start, s.end) for s in utt.segments]
+        assert lab[0].start == 0 and lab[-1].end == info.frames
+        assert all(a.end == b.start for a, b in zip(lab, lab[1:]))
+        assert all(s.end > s.start for s in lab)
+
+
+def test_speakers_languages_and_parallel_prompts(ci_corpus):
+    english = ci_corpus.filter(language="en")
+    assert len(english.speakers) >= 8
+    genders = collections.Counter(builtin.speaker(s).gender for s in english.speakers)
+    assert genders["male"] >= 3 and genders["female"] >= 3
+    assert len({builtin.speaker(s).accent for s in english.speakers}) >= 6
+    assert set(ci_corpus.languages) >= {"en", "es", "de"}
+    texts = {s: [u.text for u in english.filter(speakers=s)] for s in english.speakers}
+    assert len({tuple(t) for t in texts.values()}) == 1  # every speaker reads the same prompts
+    train = {u.text for u in english.filter(split="train")}
+    test = {u.text for u in english.filter(split="test")}
+    assert test and not train & test
+
+
+def test_speakers_sound_different(ci_corpus):
+    """Median F0 separates the speakers (a cheap acoustic distinctness check)."""
+    import librosa
+
+    medians = {}
+    for spk in ci_corpus.filter(language="en").speakers:
+        utt = ci_corpus.filter(speakers=spk, split="test")[0]
+        f0, voiced, _ = librosa.pyin(utt.load_audio(), fmin=60, fmax=400, sr=22050, hop_length=512)
+        medians[spk] = float(np.nanmedian(f0[voiced]))
+    female = [m for s, m in medians.items() if builtin.speaker(s).gender == "female"]
+    male = [m for s, m in medians.items() if builtin.speaker(s).gender == "male"]
+    assert min(female) > max(male), medians
+
+
+def test_every_label_is_in_the_inventory(ci_corpus):
+    labels = {s.label for u in ci_corpus for s in u.segments}
+    assert labels <= set(PHONES), labels - set(PHONES)
+    assert all(u.segments[0].label == "sil" or u.segments[0].start == 0 for u in ci_corpus)
+    assert all(u.segments[-1].label == "sil" for u in ci_corpus)
+
+
+def test_stops_start_at_their_closure(ci_corpus):
+    """Voiceless stops after a vowel open quietly (closure inside the stop), and the vowel does not end quietly."""
+    def db(x):
+        return 10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-12)
+
+    checked = good = 0
+    for utt in ci_corpus.filter(language="en")[::3]:
+        audio = utt.load_audio()
+        segs = utt.segments
+        for prev, seg in zip(segs, segs[1:]):
+            if seg.label in {"p", "t", "k"} and prev.label in {"aa", "ae", "ah", "eh", "ih", "iy", "uw", "ow"}:
+                checked += 1
+                peak = max(db(audio[i:i + 44]) for i in range(prev.start, prev.end - 44, 22))
+                head = np.median([db(audio[i:i + 22]) for i in range(seg.start, seg.start + 110, 22)])
+                tail = db(audio[prev.end - 44:prev.end])
+                good += bool(head < peak - 25 and tail > peak - 30)
+    assert checked > 100
+    assert good / checked > 0.9, (good, checked)
+
+
+def test_closure_start_examples():
+    x = np.r_[np.full(300, 800), np.zeros(200), np.full(100, 900)].astype(np.int16)
+    assert abs(builtin.closure_start(x, 500, earliest=110) - 300) <= builtin.ENVELOPE_SAMPLES // 2
+    rng = np.random.default_rng(0)
+    breathy = x + np.r_[np.zeros(300), rng.normal(0, 5, 200), np.zeros(100)].astype(np.int16)
+    assert abs(builtin.closure_start(breathy, 500, earliest=110) - 300) <= builtin.ENVELOPE_SAMPLES // 2
+    assert builtin.closure_start(x, 500, earliest=400) == 400  # never before `earliest`
+    voiced = np.full(600, 700, np.int16)
+    assert builtin.closure_start(voiced, 500, earliest=110) == 500  # no silent closure
+
+
+def test_manifest_records_versions_and_hashes(ci_corpus):
+    m = json.loads((ci_corpus.root / "manifest.json").read_text())
+    assert m["espeak_version"].startswith("1.52") and m["sample_rate"] == 22050
+    assert set(m["prompts_sha256"]) == set(builtin.PROMPT_FILES)
+    u = m["utterances"][0]
+    assert hashlib.sha256((ci_corpus.root / u["wav"]).read_bytes()).hexdigest() == u["wav_sha256"]
+    assert "time" not in json.dumps({k: v for k, v in m.items() if k != "utterances"}).lower().replace("total_seconds", "")
+
+
+def test_rerun_reuses_and_repairs(tmp_path):
+    jobs = [j for j in builtin.plan("ci") if j.speaker.id in {"en_us_m", "de_f"}][:6]
+    root = tmp_path / "c"
+    recs = builtin._build_chunk([j for j in jobs if j.speaker.id == "en_us_m"], root, "1.52.0")
+    first = root / recs[0]["wav"]
+    second = root / recs[1]["wav"]
+    mtime = second.stat().st_mtime_ns
+    good = first.read_bytes()
+    first.write_bytes(good[: len(good) // 2])  # a truncated file is rebuilt
+    recs2 = builtin._build_chunk([j for j in jobs if j.speaker.id == "en_us_m"], root, "1.52.0")
+    assert recs2 == recs and first.read_bytes() == good
+    assert second.stat().st_mtime_ns == mtime  # an intact file is reused, not rewritten
+
+
+def test_corrupt_audio_is_detected(ci_corpus, tmp_path):
+    utt = ci_corpus[0]
+    bad = tmp_path / "bad.wav"
+    data = bytearray(utt.wav_path.read_bytes())
+    data[1000] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    from dataclasses import replace
+
+    with pytest.raises(AudioFileError, match="checksum"):
+        replace(utt, wav_path=bad).load_audio()
+
+
+def test_missing_corpus_names_the_fix(tmp_path):
+    with pytest.raises(CorpusNotFoundError, match="python -m ttslab build-corpus --mode ci"):
+        builtin.load_builtin("ci", tmp_path / "nothing")
+
+
+def test_corrupt_manifest_names_the_fix(tmp_path):
+    (tmp_path / "manifest.json").write_text("{ not json")
+    with pytest.raises(CorpusNotFoundError, match="corrupt"):
+        builtin.load_builtin("ci", tmp_path)
+
+
+def test_unknown_speaker_and_mode():
+    with pytest.raises(KeyError, match="unknown built-in speaker"):
+        builtin.speaker("nobody")
+    with pytest.raises(ValueError, match="mode"):
+        builtin.plan("huge")
+
+
+def test_full_plan_is_big_enough():
+    jobs = builtin.plan("full")
+    english = [j for j in jobs if j.speaker.language == "en"]
+    prompts = {j.text for j in english if j.split == "train"}
+    assert len(prompts) >= 300
+    assert len({j.speaker.id for j in english}) >= 8
+    assert len({j.speaker.language for j in jobs}) >= 3
+    ci = {j.utt_id for j in builtin.plan("ci")}
+    assert ci <= {j.utt_id for j in jobs}  # the CI slice is a subset of the full corpus
+
+
+def test_textgrid_has_both_tiers(ci_corpus):
+    utt = ci_corpus[0]
+    tg = format_textgrid(utt.segments, 22050, utt.words)
+    assert tg.count('class = "IntervalTier"') == 2 and f'text = "{utt.words[0]}"' in tg

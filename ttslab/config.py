@@ -1,0 +1,39 @@
+"""Run modes and locations shared by the notebooks, scripts and tests.
+
+``TTSLAB_CI=1`` selects the small, fast CI mode; anything else (or unset) is full mode.
+``TTSLAB_DATA`` overrides where corpora and caches live (default ``~/.cache/ttslab``).
+``TTSLAB_THREADS`` sets the torch/BLAS thread count used by :func:`set_threads`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def ci_mode() -> bool:
+    """True when ``TTSLAB_CI`` is set to a true value (``1``, ``true``, ``yes``)."""
+    return os.environ.get("TTSLAB_CI", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def mode() -> str:
+    """``"ci"`` or ``"full"``."""
+    return "ci" if ci_mode() else "full"
+
+
+def data_home() -> Path:
+    """Root folder for built corpora and feature caches (``TTSLAB_DATA`` or ``~/.cache/ttslab``)."""
+    env = os.environ.get("TTSLAB_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "ttslab"
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's intra-op thread count (default ``TTSLAB_THREADS`` or 2); return it."""
+    if n is None:
+        n = int(os.environ.get("TTSLAB_THREADS", "2"))
+    if n < 1:
+        raise ValueError(f"thread count must be >= 1, got {n}")
+    import torch
+
+    torch.set_num_threads(n)
+    return n

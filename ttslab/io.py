@@ -1,0 +1,116 @@
+"""Safe file input/output: atomic writes, checksums and checked WAV reading.
+
+Every file ttslab writes goes through :func:`atomic_write_bytes` (write to a temporary file in
+the same folder, ``fsync``, then ``os.replace``), so an interrupted run never leaves a
+half-written file behind. WAV reading checks the sample rate and reports corrupt files clearly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+class AudioFileError(ValueError):
+    """A WAV file is missing, corrupt, truncated or has the wrong format."""
+
+
+class SampleRateError(ValueError):
+    """Audio arrived at a sample rate other than the one required."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> Path:
+    """JSON with sorted keys and a trailing newline, so equal objects give equal bytes."""
+    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """Encode mono audio as a 16-bit PCM WAV (float input in [-1, 1] is clipped and scaled)."""
+    import soundfile as sf
+
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"expected mono audio (1-D array), got shape {audio.shape}")
+    if audio.dtype != np.int16:
+        if not np.all(np.isfinite(audio)):
+            raise ValueError("audio contains NaN or infinite samples; fix the signal before writing it")
+        audio = np.round(np.clip(audio, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+    buf = io.BytesIO()
+    sf.write(buf, audio, sample_rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
+    """Atomically write mono audio as a 16-bit WAV file."""
+    return atomic_write_bytes(path, wav_bytes(audio, sample_rate))
+
+
+def read_wav(path: str | os.PathLike, expected_sr: int | None = None, *, sha256: str | None = None) -> tuple[np.ndarray, int]:
+    """Read a mono WAV file as float32 in [-1, 1]; return ``(audio, sample_rate)``.
+
+    Raises :class:`AudioFileError` for a missing, corrupt or truncated file (or a checksum
+    mismatch when ``sha256`` is given) and :class:`SampleRateError` when ``expected_sr`` is given
+    and differs. Multi-channel files are averaged to mono.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(f"audio file not found: {path}")
+    data = path.read_bytes()
+    if sha256 is not None and sha256_bytes(data) != sha256:
+        raise AudioFileError(f"checksum mismatch for {path}: the file changed or is corrupt; rebuild or re-download it")
+    try:
+        info = sf.info(io.BytesIO(data))
+        audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types for bad headers
+        raise AudioFileError(f"cannot decode {path} as audio ({exc}); the file is corrupt or not a WAV/FLAC file") from exc
+    if info.format == "WAV" and info.frames * info.channels * 2 > len(data) and info.subtype == "PCM_16":
+        raise AudioFileError(f"{path} is truncated: its header announces {info.frames} frames but the data is shorter")
+    if len(audio) == 0:
+        raise AudioFileError(f"{path} holds no samples")
+    if expected_sr is not None and sr != expected_sr:
+        raise SampleRateError(
+            f"{path} has sample rate {sr} Hz but {expected_sr} Hz is required; resample it first "
+            f"(e.g. librosa.resample(y, orig_sr={sr}, target_sr={expected_sr}))"
+        )
+    return audio.mean(axis=1).astype(np.float32), int(sr)

@@ -1,0 +1,899 @@
+"""English text normalization for TTS: turn written text into the words a reader would say.
+
+:func:`normalize_text` runs a fixed chain of small passes (each usable on its own)::
+
+    check characters -> currency -> dates -> ranges -> times -> percentages -> units -> ordinals
+    -> fractions -> abbreviations -> decades -> letters|digits -> acronyms -> numbers -> cleanup
+
+Conventions (US English, chosen so that the CMU dictionary has every output word):
+
+* Numbers are written as separate words without "and" or hyphens: 121 -> "one hundred twenty one".
+  Integers are read up to the trillions; longer digit strings are read digit by digit, and so are
+  strings with a leading zero ("007" -> "zero zero seven").
+* Four-digit integers from 1000 to 2099 without a comma are read as years ("1984" -> "nineteen
+  eighty four"); write "1,984" for the cardinal.
+* Numeric dates are month/day/year by default (``date_order="mdy"``, US); pass ``"dmy"`` for
+  day/month/year. ``5/3/2021`` is then "may third, twenty twenty one" (mdy) or "march fifth, ..."
+  (dmy). ISO dates (2021-03-05) are always year-month-day. Two-part ``a/b`` is a fraction.
+* ``St.`` is "saint" before a capitalized name unless it follows a name or a number (then
+  "street"); ``Dr.`` is "drive" after a capitalized word when no name follows, else "doctor".
+* Words of two or more capital letters are spelled letter by letter ("FBI" -> "f b i") unless they
+  are in :data:`WORD_ACRONYMS` (NASA ...) or the whole text is shouted (mostly capitals).
+* Sentence punctuation ``. , ; : ? !`` is kept (a phrase break for later stages); quotes,
+  brackets and other symbols are removed or spoken (``&`` -> "and", ``%`` -> "percent" ...).
+
+Errors are ValueError subclasses: :class:`EmptyTextError` (nothing to speak),
+:class:`TextTooLongError` (over :data:`MAX_CHARS`; use :func:`split_sentences`) and
+:class:`UnknownCharacterError` (emoji, control characters, non-Latin scripts ...).
+
+>>> normalize_text("Dr. Smith paid $5.50 for 3 apples on March 5, 2021.")
+'doctor smith paid five dollars and fifty cents for three apples on march fifth, twenty twenty one.'
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+#: Longest text :func:`normalize_text` accepts; longer text must be split into sentences first.
+MAX_CHARS = 5000
+
+
+class EmptyTextError(ValueError):
+    """The text is empty or has nothing speakable (only whitespace/punctuation/symbols)."""
+
+
+class TextTooLongError(ValueError):
+    """The text is longer than :data:`MAX_CHARS`; split it with :func:`split_sentences`."""
+
+
+class UnknownCharacterError(ValueError):
+    """The text has characters that cannot be spoken; ``.characters`` is a list of (char, position)."""
+
+    def __init__(self, message: str, characters: list[tuple[str, int]]):
+        super().__init__(message)
+        self.characters = characters
+
+
+# ----------------------------------------------------------------------------------------------
+# Numbers
+# ----------------------------------------------------------------------------------------------
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+         "fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (10**3, "thousand"))
+#: Integers with this many digits or more are read digit by digit.
+MAX_CARDINAL_DIGITS = 16
+_ORDINAL_IRREGULAR = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+                      "nine": "ninth", "twelve": "twelfth"}
+
+
+def _under_thousand(n: int) -> list[str]:
+    words = []
+    if n >= 100:
+        words += [_ONES[n // 100], "hundred"]
+        n %= 100
+    if n >= 20:
+        words.append(_TENS[n // 10])
+        n %= 10
+        if n:
+            words.append(_ONES[n])
+    elif n:
+        words.append(_ONES[n])
+    return words
+
+
+def digits_to_words(digits: str) -> str:
+    """Read a digit string one digit at a time.
+
+    >>> digits_to_words("007")
+    'zero zero seven'
+    """
+    if not digits.isdigit():
+        raise ValueError(f"digits_to_words expects only digits, got {digits!r}")
+    return " ".join(_ONES[int(d)] for d in digits)
+
+
+def number_to_words(number: int | float | str) -> str:
+    """Cardinal number in words: integers (to the trillions), negatives, decimals, "1,234" commas.
+
+    Decimals read the fraction digit by digit ("3.14" -> "three point one four"); integers of
+    :data:`MAX_CARDINAL_DIGITS` digits or more are read digit by digit.
+
+    >>> number_to_words(0), number_to_words(15), number_to_words(121)
+    ('zero', 'fifteen', 'one hundred twenty one')
+    >>> number_to_words(2_000_340_007)
+    'two billion three hundred forty thousand seven'
+    >>> number_to_words("-1,250"), number_to_words("3.14"), number_to_words(".5")
+    ('minus one thousand two hundred fifty', 'three point one four', 'point five')
+    """
+    if isinstance(number, bool):
+        raise TypeError("number_to_words got a bool")
+    if isinstance(number, float):
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"cannot read {number!r} as a number")
+        number = repr(number)
+        if "e" in number:
+            raise ValueError(f"{number} is in exponent notation; pass it as a string of digits")
+    s = str(number).strip().replace(",", "")
+    if s.startswith(("-", "−")):
+        return "minus " + number_to_words(s[1:])
+    m = re.fullmatch(r"(\d*)(?:\.(\d+))?", s)
+    if not m or not (m.group(1) or m.group(2)):
+        raise ValueError(f"not a number: {number!r}")
+    int_part, frac_part = m.group(1), m.group(2)
+    words = []
+    if int_part:
+        if len(int_part) >= MAX_CARDINAL_DIGITS:
+            words.append(digits_to_words(int_part))
+        else:
+            n = int(int_part)
+            if n == 0:
+                words.append("zero")
+            for scale, name in _SCALES:
+                if n >= scale:
+                    words += _under_thousand(n // scale) + [name]
+                    n %= scale
+            words += _under_thousand(n)
+    if frac_part:
+        words += ["point", digits_to_words(frac_part)]
+    return " ".join(words)
+
+
+def ordinal_to_words(n: int) -> str:
+    """Ordinal number in words.
+
+    >>> ordinal_to_words(1), ordinal_to_words(12), ordinal_to_words(21), ordinal_to_words(40)
+    ('first', 'twelfth', 'twenty first', 'fortieth')
+    >>> ordinal_to_words(100)
+    'one hundredth'
+    """
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"no ordinal for a negative number: {n}")
+    words = number_to_words(n).split()
+    last = words[-1]
+    if last in _ORDINAL_IRREGULAR:
+        words[-1] = _ORDINAL_IRREGULAR[last]
+    elif last.endswith("y"):
+        words[-1] = last[:-1] + "ieth"
+    else:
+        words[-1] = last + "th"
+    return " ".join(words)
+
+
+def year_to_words(year: int) -> str:
+    """A year as people say it: pairs of digits, "hundred", "oh" and "two thousand ...".
+
+    >>> year_to_words(1984), year_to_words(2005), year_to_words(1905), year_to_words(1900)
+    ('nineteen eighty four', 'two thousand five', 'nineteen oh five', 'nineteen hundred')
+    >>> year_to_words(2021), year_to_words(2000), year_to_words(1066), year_to_words(476)
+    ('twenty twenty one', 'two thousand', 'ten sixty six', 'four hundred seventy six')
+    """
+    year = int(year)
+    if year < 0:
+        raise ValueError(f"year must be >= 0, got {year}")
+    if year < 1000 or year >= 10000 or year % 1000 == 0 or 2000 <= year < 2010:
+        return number_to_words(year)
+    hi, lo = divmod(year, 100)
+    if lo == 0:
+        return f"{number_to_words(hi)} hundred"
+    if lo < 10:
+        return f"{number_to_words(hi)} oh {_ONES[lo]}"
+    return f"{number_to_words(hi)} {number_to_words(lo)}"
+
+
+_FRACTION_NAMES = {2: ("half", "halves"), 4: ("quarter", "quarters")}
+
+
+def fraction_to_words(numerator: int, denominator: int) -> str:
+    """A fraction: "one half", "three quarters", "five eighths"; denominators over 10 use "over".
+
+    >>> fraction_to_words(1, 2), fraction_to_words(3, 4), fraction_to_words(2, 3), fraction_to_words(7, 16)
+    ('one half', 'three quarters', 'two thirds', 'seven over sixteen')
+    """
+    if denominator == 0:
+        raise ValueError("denominator is zero")
+    num = number_to_words(numerator)
+    if 2 <= denominator <= 10:
+        if denominator in _FRACTION_NAMES:
+            one, many = _FRACTION_NAMES[denominator]
+        else:
+            one = ordinal_to_words(denominator)
+            many = one + "s"
+        return f"{num} {one if numerator == 1 else many}"
+    return f"{num} over {number_to_words(denominator)}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Currency, times, dates
+# ----------------------------------------------------------------------------------------------
+
+#: symbol -> (unit singular, unit plural, subunit singular, subunit plural)
+CURRENCIES = {
+    "$": ("dollar", "dollars", "cent", "cents"),
+    "£": ("pound", "pounds", "penny", "pence"),
+    "€": ("euro", "euros", "cent", "cents"),
+    "¥": ("yen", "yen", None, None),
+}
+_SCALE_WORDS = "thousand|million|billion|trillion"
+
+
+def currency_to_words(amount: str, symbol: str = "$", scale: str | None = None) -> str:
+    """An amount of money: "$5.50" -> "five dollars and fifty cents".
+
+    Two decimals are read as the subunit (cents/pence); other decimals as a plain decimal.
+    ``scale`` ("million" ...) follows the number: "$2.5 million" -> "two point five million
+    dollars".
+
+    >>> currency_to_words("5.50"), currency_to_words("1", "£"), currency_to_words("0.99", "€")
+    ('five dollars and fifty cents', 'one pound', 'ninety nine cents')
+    >>> currency_to_words("1,000"), currency_to_words("2.5", "$", "million")
+    ('one thousand dollars', 'two point five million dollars')
+    """
+    if symbol not in CURRENCIES:
+        raise ValueError(f"unknown currency symbol {symbol!r}; known: {sorted(CURRENCIES)}")
+    one, many, sub_one, sub_many = CURRENCIES[symbol]
+    amount = amount.replace(",", "")
+    if scale:
+        return f"{number_to_words(amount)} {scale} {many}"
+    whole, _, frac = amount.partition(".")
+    whole = whole or "0"
+    if frac and (len(frac) != 2 or sub_one is None):
+        return f"{number_to_words(amount)} {many}"
+    units, cents = int(whole), int(frac or 0)
+    parts = []
+    if units or not cents:
+        parts.append(f"{number_to_words(whole)} {one if units == 1 else many}")
+    if cents:
+        parts.append(f"{number_to_words(cents)} {sub_one if cents == 1 else sub_many}")
+    return " and ".join(parts)
+
+
+def time_to_words(hour: int, minute: int = 0, suffix: str | None = None) -> str:
+    """A clock time: "10:30 am" -> "ten thirty a m"; ":00" is "o'clock" without am/pm.
+
+    >>> time_to_words(10, 30, "am"), time_to_words(7, 5), time_to_words(9, 0), time_to_words(9, 0, "pm")
+    ('ten thirty a m', 'seven oh five', "nine o'clock", 'nine p m')
+    >>> time_to_words(14, 45)
+    'fourteen forty five'
+    """
+    if not (0 <= hour <= 24 and 0 <= minute <= 59):
+        raise ValueError(f"not a time: {hour}:{minute:02d}")
+    words = [number_to_words(hour)]
+    if minute == 0:
+        if not suffix:
+            words.append("o'clock")
+    elif minute < 10:
+        words += ["oh", _ONES[minute]]
+    else:
+        words.append(number_to_words(minute))
+    if suffix:
+        words.append(" ".join(suffix.lower().replace(".", "")))
+    return " ".join(words)
+
+
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+          "october", "november", "december")
+_MONTH_ABBR = {m[:3]: i + 1 for i, m in enumerate(MONTHS)}
+
+
+def date_to_words(month: int, day: int | None = None, year: int | None = None, day_first: bool = False) -> str:
+    """A date: "march fifth, twenty twenty one" (or "the fifth of march ..." with ``day_first``).
+
+    >>> date_to_words(3, 5, 2021)
+    'march fifth, twenty twenty one'
+    >>> date_to_words(12, 25), date_to_words(7, 4, 1776, day_first=True)
+    ('december twenty fifth', 'the fourth of july seventeen seventy six')
+    """
+    if not 1 <= month <= 12:
+        raise ValueError(f"month must be 1..12, got {month}")
+    if day is not None and not 1 <= day <= 31:
+        raise ValueError(f"day must be 1..31, got {day}")
+    name = MONTHS[month - 1]
+    if day is None:
+        text = name
+    elif day_first:
+        text = f"the {ordinal_to_words(day)} of {name}"
+    else:
+        text = f"{name} {ordinal_to_words(day)}"
+    if year is not None:
+        text += ("," if day is not None and not day_first else "") + " " + year_to_words(year)
+    return text
+
+
+def _two_digit_year(y: str) -> str:
+    return f"oh {_ONES[int(y)]}" if len(y) == 2 and y[0] == "0" else year_to_words(int(y))
+
+
+_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+
+
+def expand_currency(text: str) -> str:
+    """Money amounts with a currency symbol before (``$5``) or after (``5€``) the number.
+
+    >>> expand_currency("It costs $5.50, or £3, or 2€, or $1.2 billion.")
+    'It costs five dollars and fifty cents, or three pounds, or two euros, or one point two billion dollars.'
+    """
+    syms = re.escape("".join(CURRENCIES))
+
+    def before(m):
+        return currency_to_words(m.group(2), m.group(1), m.group(3))
+
+    def after(m):
+        return currency_to_words(m.group(1), m.group(3))
+
+    text = re.sub(rf"([{syms}])\s?({_NUM})(?:\s+({_SCALE_WORDS})\b)?", before, text)
+    return re.sub(rf"(?<![\w.])({_NUM})(\s?)([{syms}])", after, text)
+
+
+def _final_period(m: re.Match) -> str:
+    """"." when the match swallowed a period that also ends the sentence ("at 5 p.m. Then")."""
+    return "." if m.group(0).endswith(".") and _sentence_end_after(m.string, m.end()) else ""
+
+
+def expand_times(text: str) -> str:
+    """Clock times ``h:mm`` with optional am/pm, and ``10 am``/``10pm``.
+
+    >>> expand_times("Meet at 10:30 am or 7:05 P.M., not 9pm, at 14:00.")
+    "Meet at ten thirty a m or seven oh five p m, not nine p m, at fourteen o'clock."
+    >>> expand_times("Come at 9 p.m. Then leave at 11 pm.")
+    'Come at nine p m. Then leave at eleven p m.'
+    """
+    ampm = r"([AaPp])\.?\s?[Mm]\b\.?"
+
+    def hm(m):
+        h, mi = int(m.group(1)), int(m.group(2))
+        if h > 24 or mi > 59:
+            return m.group(0)
+        return time_to_words(h, mi, m.group(3) and m.group(3) + "m") + _final_period(m)
+
+    def h_only(m):
+        h = int(m.group(1))
+        if not 1 <= h <= 12:
+            return m.group(0)
+        return time_to_words(h, 0, m.group(2) + "m") + _final_period(m)
+
+    text = re.sub(rf"\b(\d{{1,2}}):(\d{{2}})\b(?:\s?{ampm})?", hm, text)
+    return re.sub(rf"\b(\d{{1,2}})\s?{ampm}", h_only, text)
+
+
+def expand_dates(text: str, date_order: str = "mdy") -> str:
+    """Dates: "March 5, 2021", "5 March 2021", "Mar. 5th", "5/3/2021" and ISO "2021-03-05".
+
+    ``date_order`` ("mdy" US default, or "dmy") says how to read numeric d/m/y dates; a numeric
+    date that is not a valid date in that order is left alone.
+
+    >>> expand_dates("On March 5, 2021 and 4 July 1776.")
+    'On march fifth, twenty twenty one and the fourth of july seventeen seventy six.'
+    >>> expand_dates("The 21st of June.")
+    'The twenty first of june.'
+    >>> expand_dates("5/3/2021"), expand_dates("5/3/2021", "dmy"), expand_dates("2021-03-05")
+    ('may third, twenty twenty one', 'march fifth, twenty twenty one', 'march fifth, twenty twenty one')
+    """
+    if date_order not in ("mdy", "dmy"):
+        raise ValueError(f"date_order must be 'mdy' or 'dmy', got {date_order!r}")
+    month_re = (r"(?:(?:January|February|March|April|May|June|July|August|September|October|November|December)\b"
+                r"|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\b\.?)")
+
+    def month_num(name: str) -> int:
+        return _MONTH_ABBR[name.rstrip(".").lower()[:3]]
+
+    def iso(m):
+        y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if not (1 <= mo <= 12 and 1 <= d <= 31):
+            return m.group(0)
+        return date_to_words(mo, d, y)
+
+    def numeric(m):
+        a, b, y = int(m.group(1)), int(m.group(2)), m.group(3)
+        mo, d = (a, b) if date_order == "mdy" else (b, a)
+        if not (1 <= mo <= 12 and 1 <= d <= 31):
+            return m.group(0)
+        return f"{date_to_words(mo, d)}, {_two_digit_year(y) if len(y) == 2 else year_to_words(int(y))}"
+
+    def month_day(m):
+        d = int(m.group(2))
+        if not 1 <= d <= 31:
+            return m.group(0)
+        y = int(m.group(3)) if m.group(3) else None
+        return date_to_words(month_num(m.group(1)), d, y)
+
+    def day_month(m):
+        d = int(m.group(1))
+        if not 1 <= d <= 31:
+            return m.group(0)
+        y = int(m.group(3)) if m.group(3) else None
+        words = date_to_words(month_num(m.group(2)), d, y, day_first=True)
+        # "on the 21st of June" already has its article
+        return words[4:] if re.search(r"\bthe\s+$", m.string[:m.start()], re.I) else words
+
+    text = re.sub(r"\b(\d{4})-(\d{2})-(\d{2})\b", iso, text)
+    text = re.sub(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b", numeric, text)
+    text = re.sub(rf"\b({month_re})\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(\d{{4}})\b)?", month_day, text)
+    text = re.sub(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({month_re})(?:,?\s+(\d{{4}})\b)?", day_month, text)
+    return text
+
+
+# ----------------------------------------------------------------------------------------------
+# Percentages, units, ordinals, fractions, numbers
+# ----------------------------------------------------------------------------------------------
+
+#: unit abbreviation (case-sensitive, after a number) -> (singular, plural)
+UNITS = {
+    "km": ("kilometer", "kilometers"), "m": ("meter", "meters"), "cm": ("centimeter", "centimeters"),
+    "mm": ("millimeter", "millimeters"), "mi": ("mile", "miles"), "ft": ("foot", "feet"),
+    "kg": ("kilogram", "kilograms"), "g": ("gram", "grams"), "mg": ("milligram", "milligrams"),
+    "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"), "oz": ("ounce", "ounces"),
+    "l": ("liter", "liters"), "L": ("liter", "liters"), "ml": ("milliliter", "milliliters"),
+    "mL": ("milliliter", "milliliters"),
+    "km/h": ("kilometer per hour", "kilometers per hour"), "kph": ("kilometer per hour", "kilometers per hour"),
+    "mph": ("mile per hour", "miles per hour"),
+    "ms": ("millisecond", "milliseconds"), "sec": ("second", "seconds"), "min": ("minute", "minutes"),
+    "hr": ("hour", "hours"), "hrs": ("hour", "hours"),
+    "Hz": ("hertz", "hertz"), "kHz": ("kilohertz", "kilohertz"), "MHz": ("megahertz", "megahertz"),
+    "GHz": ("gigahertz", "gigahertz"), "dB": ("decibel", "decibels"),
+    "kB": ("kilobyte", "kilobytes"), "KB": ("kilobyte", "kilobytes"), "MB": ("megabyte", "megabytes"),
+    "GB": ("gigabyte", "gigabytes"), "TB": ("terabyte", "terabytes"),
+    "°C": ("degree celsius", "degrees celsius"), "°F": ("degree fahrenheit", "degrees fahrenheit"),
+    "°": ("degree", "degrees"),
+}
+
+
+def expand_percent(text: str) -> str:
+    """Percentages.
+
+    >>> expand_percent("Up 50% or -2.5 %.")
+    'Up fifty percent or minus two point five percent.'
+    """
+    return re.sub(rf"(?<![\w.])(-?(?:{_NUM}))\s?%", lambda m: number_to_words(m.group(1)) + " percent", text)
+
+
+def expand_units(text: str) -> str:
+    """Measurements: a number followed by a unit of :data:`UNITS` ("1 km", "2.5kg", "20 °C").
+
+    >>> expand_units("Run 1 km, lift 2.5kg, cut 30 cm at 20 °C.")
+    'Run one kilometer, lift two point five kilograms, cut thirty centimeters at twenty degrees celsius.'
+    """
+    names = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
+
+    def repl(m):
+        one, many = UNITS[m.group(2)]
+        number = m.group(1)
+        return f"{number_to_words(number)} {one if number.replace(',', '') in ('1', '-1') else many}"
+
+    return re.sub(rf"(?<![\w.])(-?(?:{_NUM}))\s?({names})(?![\w/])", repl, text)
+
+
+def expand_ordinals(text: str) -> str:
+    """Ordinals written with a suffix.
+
+    >>> expand_ordinals("the 21st and 2nd and 100th time")
+    'the twenty first and second and one hundredth time'
+    """
+    return re.sub(r"\b(\d{1,3}(?:,\d{3})+|\d+)(?:st|nd|rd|th)\b",
+                  lambda m: ordinal_to_words(int(m.group(1).replace(",", ""))), text, flags=re.I)
+
+
+def expand_fractions(text: str) -> str:
+    """Fractions ``a/b`` of integers (dates were expanded before).
+
+    >>> expand_fractions("add 1/2 cup and 3/4 spoon")
+    'add one half cup and three quarters spoon'
+    """
+    return re.sub(r"(?<![\w./])(\d+)/(\d+)(?![\w/])",
+                  lambda m: fraction_to_words(int(m.group(1)), int(m.group(2))) if int(m.group(2)) else m.group(0),
+                  text)
+
+
+def split_letters_digits(text: str) -> str:
+    """Put a space where letters and digits touch ("MP3" -> "MP 3"), after ordinals/units are read.
+
+    >>> split_letters_digits("WW2 and 3D")
+    'WW 2 and 3 D'
+    """
+    return re.sub(r"(?<=\d)(?=[A-Za-z])|(?<=[A-Za-z])(?=\d)", " ", text)
+
+
+def expand_ranges(text: str) -> str:
+    """A dash between two numbers is "to" (ranges, scores).
+
+    >>> expand_ranges("pages 10-12, 1990 – 1995")
+    'pages 10 to 12, 1990 to 1995'
+    """
+    return re.sub(r"(?<=\d)\s?[-–]\s?(?=\d)", " to ", text)
+
+
+def _plural_number_words(words: str) -> str:
+    last = words.rsplit(" ", 1)[-1]
+    plural = last[:-1] + "ies" if last.endswith("y") else last + ("es" if last.endswith("x") else "s")
+    return words[: len(words) - len(last)] + plural
+
+
+def expand_decades(text: str) -> str:
+    """Decades and centuries written as plural years.
+
+    >>> expand_decades("the 1990s, the 1800s and the '80s")
+    'the nineteen nineties, the eighteen hundreds and the eighties'
+    """
+    text = re.sub(r"(?<![\w.])(\d{3}0)'?s\b", lambda m: _plural_number_words(year_to_words(int(m.group(1)))), text)
+    return re.sub(r"(?<![\w.])'?([1-9]0)'?s\b", lambda m: _plural_number_words(number_to_words(m.group(1))), text)
+
+
+def expand_numbers(text: str) -> str:
+    """Remaining numbers: ranges "1990-1995" ("to"), years, cardinals, negatives, decimals.
+
+    Four-digit integers 1000..2099 without a comma are years; leading zeros are read digit by
+    digit; digits glued to letters are split ("3D" -> "three D"); decades are plural years ("the
+    1990s", "the '80s"); dotted versions are read with "point" ("2.0.1").
+
+    >>> expand_numbers("In 1984, 1,984 people paid -5 or 3.14 for item 007, pages 10-12, 3D.")
+    'In nineteen eighty four, one thousand nine hundred eighty four people paid minus five or three point one four for item zero zero seven, pages ten to twelve, three D.'
+    >>> expand_numbers("the 1990s and version 2.0.1")
+    'the nineteen nineties and version two point zero point one'
+    """
+
+    def number(m: re.Match) -> str:
+        sign, s = m.group(1), m.group(2)
+        if "," not in s and "." not in s:
+            if len(s) > 1 and s[0] == "0":
+                return ("minus " if sign else "") + digits_to_words(s)
+            if len(s) == 4 and 1000 <= int(s) <= 2099 and not sign:
+                return year_to_words(int(s))
+        return ("minus " if sign else "") + number_to_words(s)
+
+    text = expand_ranges(text)
+    text = expand_decades(text)
+    text = re.sub(r"(?<![\w.])\d+(?:\.\d+){2,}(?![\w.]\w)",
+                  lambda m: " point ".join(number_to_words(p) for p in m.group(0).split(".")), text)
+    text = split_letters_digits(text)
+    # "-" is a minus sign only at the start or after whitespace/brackets/quotes (not in "a-5")
+    text = re.sub(rf"((?<![^\s(\[\"'])-)?(?<![\w.])({_NUM})", number, text)
+    # digits no rule above could read (e.g. "1.2.") are read one by one rather than dropped
+    return re.sub(r"\d+", lambda m: " " + digits_to_words(m.group(0)) + " ", text)
+
+
+# ----------------------------------------------------------------------------------------------
+# Abbreviations and acronyms
+# ----------------------------------------------------------------------------------------------
+
+#: Abbreviations that are always expanded the same way (case-sensitive; the period is part of it).
+ABBREVIATIONS = {
+    "Mr.": "mister", "Mrs.": "missus", "Ms.": "miz", "Prof.": "professor", "Jr.": "junior",
+    "Sr.": "senior", "Ave.": "avenue", "Rd.": "road", "Blvd.": "boulevard", "Mt.": "mount",
+    "Pl.": "place", "Ln.": "lane", "Ct.": "court", "Hwy.": "highway", "Pres.": "president",
+    "Ft.": "fort", "Co.": "company", "Corp.": "corporation", "Inc.": "incorporated", "Ltd.": "limited",
+    "Dept.": "department", "Univ.": "university", "Gov.": "governor", "Gen.": "general",
+    "Capt.": "captain", "Sgt.": "sergeant", "Lt.": "lieutenant", "Col.": "colonel", "Rev.": "reverend",
+    "Hon.": "honorable", "Fig.": "figure", "Vol.": "volume", "approx.": "approximately",
+    "vs.": "versus", "etc.": "et cetera", "e.g.": "for example", "i.e.": "that is",
+    "a.m.": "a m", "p.m.": "p m", "E.g.": "for example", "I.e.": "that is", "Etc.": "et cetera", "Vs.": "versus",
+}
+# Titles never end a sentence, so their period is dropped; the others keep a sentence-final period.
+_TITLES = {"Mr.", "Mrs.", "Ms.", "Prof.", "Mt.", "Ft.", "Gov.", "Gen.", "Capt.", "Sgt.", "Lt.", "Col.", "Rev.",
+           "Hon.", "Fig.", "Vol.", "Pres.", "e.g.", "i.e.", "approx.", "vs.", "E.g.", "I.e.", "Vs."}
+#: All-caps words read as words, not letter by letter.
+WORD_ACRONYMS = frozenset({
+    "NASA", "NATO", "UNESCO", "UNICEF", "NAFTA", "OPEC", "FIFA", "UEFA", "AIDS", "LASER", "RADAR",
+    "SCUBA", "SONAR", "COVID", "PIN", "RAM", "ROM", "JPEG", "GIF", "ASAP", "IKEA", "LEGO", "SWAT",
+    "CAPTCHA", "ASCII", "NASDAQ", "INTERPOL", "OK",
+})
+_SPECIAL_ACRONYMS = {"OK": "okay"}
+
+
+def _word_before(text: str, start: int) -> tuple[str, bool]:
+    """(previous token, whether it starts a sentence)."""
+    m = re.search(r"(\S+)\s*$", text[:start])
+    if not m:
+        return "", True
+    before = text[:m.start()].rstrip()
+    return m.group(1), (not before or before[-1] in ".!?")
+
+
+def _word_after(text: str, end: int) -> str:
+    m = re.match(r"\s*([^\s]+)", text[end:])
+    return m.group(1) if m else ""
+
+
+def _is_name(token: str) -> bool:
+    return bool(re.match(r"^[A-Z][a-z]", token))
+
+
+def _sentence_end_after(text: str, end: int) -> bool:
+    rest = text[end:]
+    return not rest.strip() or bool(re.match(r"\s+[A-Z\"']", rest))
+
+
+def expand_abbreviations(text: str) -> str:
+    """Abbreviations of :data:`ABBREVIATIONS`, plus the context-dependent St., Dr. and No.
+
+    ``St.`` is "saint" when a capitalized name follows and the word before is not a capitalized
+    word inside the sentence (the street name of "Main St."); otherwise "street". ``Dr.`` is
+    "drive" after a capitalized word when no name follows; otherwise "doctor". ``No.`` before a
+    digit is "number". A period that also ends the sentence is kept.
+
+    >>> expand_abbreviations("Dr. Smith met Mr. Jones on Main St. in St. Louis, e.g. today.")
+    'doctor Smith met mister Jones on Main street in saint Louis, for example today.'
+    >>> expand_abbreviations("Tickets #1 and No. 5, i.e. two. I.e. two.")
+    'Tickets number 1 and number 5, that is two. that is two.'
+    >>> expand_abbreviations("Visit St. Mary at 10 Baker St. Then turn onto Mulholland Dr.")
+    'Visit saint Mary at 10 Baker street. Then turn onto Mulholland drive.'
+    """
+
+    def fixed(m):
+        abbr = m.group(0)
+        word = ABBREVIATIONS[abbr]
+        keep_period = abbr not in _TITLES and _sentence_end_after(text_ref[0], m.end())
+        return word + ("." if keep_period else "")
+
+    def saint_street(m):
+        prev, initial = _word_before(text_ref[0], m.start())
+        nxt = _word_after(text_ref[0], m.end())
+        if _is_name(nxt) and not (_is_name(prev) and not initial):
+            return "saint"
+        return "street" + ("." if _sentence_end_after(text_ref[0], m.end()) else "")
+
+    def doctor_drive(m):
+        prev, _ = _word_before(text_ref[0], m.start())
+        nxt = _word_after(text_ref[0], m.end())
+        if _is_name(prev) and not _is_name(nxt):
+            return "drive" + ("." if _sentence_end_after(text_ref[0], m.end()) else "")
+        return "doctor"
+
+    names = "|".join(re.escape(a) for a in sorted(ABBREVIATIONS, key=len, reverse=True))
+    text_ref = [text]
+    # each pass looks at the text as it was before that pass (contexts are read, not rewritten)
+    text = re.sub(r"(?<![\w.])No\.\s*(?=\d)|#\s*(?=\d)", "number ", text)
+    text_ref[0] = text
+    text = re.sub(rf"(?<![\w.])(?:{names})(?!\w)", fixed, text)
+    text_ref[0] = text
+    text = re.sub(r"(?<![\w.])St\.(?!\w)", saint_street, text)
+    text_ref[0] = text
+    return re.sub(r"(?<![\w.])Dr\.(?!\w)", doctor_drive, text)
+
+
+def spell_letters(word: str) -> str:
+    """Spell a word letter by letter (lowercase letters separated by spaces).
+
+    >>> spell_letters("FBI"), spell_letters("U.S.")
+    ('f b i', 'u s')
+    """
+    return " ".join(ch.lower() for ch in word if ch.isalpha())
+
+
+def _is_shouted(text: str) -> bool:
+    words = re.findall(r"[A-Za-z]{2,}", text)
+    caps = [w for w in words if w.isupper()]
+    return len(caps) >= 3 and len(caps) >= 0.6 * len(words)
+
+
+def spell_acronyms(text: str) -> str:
+    """Spell all-caps words letter by letter, except :data:`WORD_ACRONYMS` and shouted text.
+
+    Dotted acronyms ("U.S.A.") are spelled too; a plural/possessive "s" stays on the last letter.
+    Text that is mostly capitals (three or more all-caps words making up 60% of the words) is
+    shouting, not acronyms: its words are lowercased instead.
+
+    >>> spell_acronyms("The FBI and NASA met the CEOs in the U.S. today, OK?")
+    "The f b i and nasa met the c e o's in the u s today, okay?"
+    >>> spell_acronyms("STOP SHOUTING AT ME")
+    'stop shouting at me'
+    """
+    if _is_shouted(text):
+        return re.sub(r"\b[A-Z]{2,}\b", lambda m: m.group(0).lower(), text)
+
+    def repl(m):
+        word, plural = m.group(1), m.group(2)
+        if word in _SPECIAL_ACRONYMS:
+            return _SPECIAL_ACRONYMS[word]
+        if word in WORD_ACRONYMS:
+            return word.lower() + (plural or "")
+        return spell_letters(word) + ("'s" if plural else "")
+
+    def dotted(m):
+        return spell_letters(m.group(1)) + ("." if _sentence_end_after(m.string, m.end()) else "")
+
+    text = re.sub(r"(?<![\w.])((?:[A-Z]\.){2,})", dotted, text)
+    return re.sub(r"\b([A-Z]{2,})('?s)?\b", repl, text)
+
+
+# ----------------------------------------------------------------------------------------------
+# Characters and cleanup
+# ----------------------------------------------------------------------------------------------
+
+# Non-ASCII characters we can read or safely rewrite.
+_CHAR_MAP = {
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"', "\u2033": '"',
+    "\u2013": " - ", "\u2014": " - ", "\u2015": " - ", "\u2012": "-", "\u2010": "-", "\u2011": "-", "\u2212": "-",
+    "\u2026": "...", "\u00a1": "", "\u00bf": "", "\u00d7": " times ", "\u00f7": " divided by ",
+    "\u00bd": " 1/2 ", "\u00bc": " 1/4 ", "\u00be": " 3/4 ", "\u00b2": " squared ", "\u00b3": " cubed ",
+    "\u00a2": " cents ", "\u00a7": " section ", "\u00b1": " plus or minus ",
+    "\u00df": "ss", "\u00e6": "ae", "\u00c6": "AE", "\u0153": "oe", "\u0152": "OE", "\u00f8": "o",
+    "\u00d8": "O", "\u0142": "l", "\u0141": "L", "\u0111": "d", "\u0110": "D", "\u00f0": "d", "\u00fe": "th",
+}
+_KEEP = set("£€¥°")  # read later by the currency/unit passes
+_IGNORABLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"}
+
+
+def check_characters(text: str, on_unknown: str = "raise") -> str:
+    """Map or drop every character normalization cannot read; raise or drop the rest.
+
+    Readable: ASCII, whitespace, curly quotes/dashes/ellipsis, £ € ¥ ° and a few symbols, and
+    Latin letters with diacritics (accents are stripped: "café" -> "cafe"). Zero-width
+    characters and soft hyphens are dropped silently. Anything else (emoji, control characters,
+    CJK, Cyrillic ...) raises :class:`UnknownCharacterError` naming each character and its
+    position in ``text``, or is replaced by a space with ``on_unknown="drop"``.
+
+    >>> check_characters("“Café” – naïve…")
+    '"Cafe"  -  naive...'
+    >>> check_characters("hi 🙂 there\\x07")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ttslab.text.normalize.UnknownCharacterError: cannot speak 2 character(s): '🙂' (U+1F642) at position 3, '\\x07' (U+0007) at position 10; ...
+    >>> check_characters("hi 🙂 there", on_unknown="drop")
+    'hi   there'
+    """
+    if on_unknown not in ("raise", "drop"):
+        raise ValueError(f"on_unknown must be 'raise' or 'drop', got {on_unknown!r}")
+    out, unknown = [], []
+    for i, ch in enumerate(text):
+        if ch in "\t\n\r" or " " <= ch <= "~":
+            out.append(ch)
+        elif ch in _CHAR_MAP:
+            out.append(_CHAR_MAP[ch])
+        elif ch in _KEEP or ch in CURRENCIES:
+            out.append(ch)
+        elif ch in _IGNORABLE:
+            continue
+        elif ch.isspace():
+            out.append(" ")
+        else:
+            base = unicodedata.normalize("NFD", ch)[0]
+            if base.isascii() and base.isalpha():
+                out.append(base)
+            else:
+                unknown.append((ch, i))
+                out.append(" ")
+    if unknown and on_unknown == "raise":
+        listed = ", ".join(f"{c!r} (U+{ord(c):04X}) at position {i}" for c, i in unknown[:20])
+        more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+        raise UnknownCharacterError(
+            f"cannot speak {len(unknown)} character(s): {listed}{more}; remove them, or pass "
+            "on_unknown='drop' to replace them by spaces (this normalizer reads English in Latin script)",
+            unknown)
+    return "".join(out)
+
+
+_PUNCT_STRENGTH = "?!.;:,"
+
+
+def _merge_punctuation(m: re.Match) -> str:
+    marks = re.sub(r"\s", "", m.group(0))
+    return min(marks, key=_PUNCT_STRENGTH.index)
+
+
+def clean_text(text: str) -> str:
+    """Final cleanup: speak or drop leftover symbols, keep ``. , ; : ? !`` and in-word apostrophes.
+
+    Brackets become commas (a phrase break), hyphens and slashes between words become a space and
+    "or", runs of punctuation keep the strongest mark (? ! . ; : ,), whitespace is collapsed.
+
+    >>> clean_text('He said: "rock & roll (mostly)" -- well-known; he/she loved... right?!')
+    'He said: rock and roll, mostly, well known; he or she loved. right?'
+    """
+    text = re.sub(r"(?<=[A-Za-z])/(?=[A-Za-z])", " or ", text)
+    text = re.sub(r"(?<=[a-z])\.(?=[a-z])", " dot ", text)  # example.com
+    text = text.replace("&", " and ").replace("@", " at ").replace("+", " plus ").replace("=", " equals ")
+    text = re.sub(r"#(?=\s*\d)", " number ", text)
+    text = text.replace("%", " percent ").replace("°", " degrees ")
+    text = re.sub(r"[()\[\]{}]", ",", text)
+    text = re.sub(r"\s-+\s|--+", ", ", text)  # a spaced or double dash is a phrase break
+    # apostrophes survive only inside words (don't, o'clock); quotes and others go
+    text = re.sub(r"(?<![A-Za-z])'|'(?![A-Za-z])", " ", text)
+    text = re.sub(r"[^A-Za-z' .,;:?!\n\t]", " ", text)
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"(?:\s*[.,;:?!])+", _merge_punctuation, text)
+    text = re.sub(r"^[\s.,;:?!]+", "", text)
+    text = re.sub(r"([.,;:?!])(?=[A-Za-z])", r"\1 ", text)
+    return text.strip()
+
+
+# ----------------------------------------------------------------------------------------------
+# The pipeline
+# ----------------------------------------------------------------------------------------------
+
+def normalize_text(text: str, *, lowercase: bool = True, on_unknown: str = "raise", date_order: str = "mdy") -> str:
+    """Normalize English ``text`` for TTS (see the module docstring for the conventions).
+
+    Raises :class:`TextTooLongError` over :data:`MAX_CHARS` characters, :class:`EmptyTextError`
+    when nothing speakable remains, and :class:`UnknownCharacterError` for unreadable characters
+    (``on_unknown="drop"`` replaces them by spaces instead).
+
+    >>> normalize_text("On 5/3/2021 at 10:30 am, the FBI paid 50% of $1,000,000.")
+    'on may third, twenty twenty one at ten thirty a m, the f b i paid fifty percent of one million dollars.'
+    >>> normalize_text("It's the 21st century; Dr. Who lives at 221B Baker St.", lowercase=False)
+    "It's the twenty first century; doctor Who lives at two hundred twenty one B Baker street."
+    >>> normalize_text("?!...")
+    Traceback (most recent call last):
+    ...
+    ttslab.text.normalize.EmptyTextError: nothing to speak in '?!...': the text is empty or only punctuation, symbols or whitespace
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if len(text) > MAX_CHARS:
+        raise TextTooLongError(
+            f"text has {len(text)} characters, more than MAX_CHARS={MAX_CHARS}; split it into sentences "
+            "with ttslab.text.split_sentences(text) and normalize/synthesize them one by one")
+    if not text.strip():
+        raise EmptyTextError(f"nothing to speak in {text!r}: the text is empty or only whitespace")
+    out = check_characters(text, on_unknown)
+    out = re.sub(r"[ \t\r\n]+", " ", out).strip()
+    out = expand_currency(out)
+    out = expand_dates(out, date_order)
+    out = expand_ranges(out)
+    out = expand_times(out)
+    out = expand_percent(out)
+    out = expand_units(out)
+    out = expand_ordinals(out)
+    out = expand_fractions(out)
+    out = expand_abbreviations(out)
+    out = expand_decades(out)
+    out = split_letters_digits(out)
+    out = spell_acronyms(out)
+    out = expand_numbers(out)
+    out = clean_text(out)
+    if lowercase:
+        out = out.lower()
+    if not re.search(r"[A-Za-z]", out):
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise EmptyTextError(f"nothing to speak in {shown!r}: the text is empty or only punctuation, "
+                             "symbols or whitespace")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Sentence splitting
+# ----------------------------------------------------------------------------------------------
+
+_NO_SPLIT_AFTER = {a.rstrip(".").lower() for a in ABBREVIATIONS if a in _TITLES} | {"dr", "st", "no", "mt"}
+
+
+def split_sentences(text: str, max_chars: int = MAX_CHARS) -> list[str]:
+    """Split ``text`` into sentences (at ``. ! ?`` before a capital/digit/quote, and blank lines).
+
+    A period after a title abbreviation (Mr., Dr., St., e.g. ...) or a single initial ("J.")
+    does not end a sentence. A sentence still longer than ``max_chars`` is cut at the last
+    whitespace before the limit, so every piece can be passed to :func:`normalize_text`.
+
+    >>> split_sentences("Hello there! Dr. Smith met J. Doe at 5 p.m. today. Is it 3.5? Yes.")
+    ['Hello there!', 'Dr. Smith met J. Doe at 5 p.m. today.', 'Is it 3.5?', 'Yes.']
+    >>> [len(s) for s in split_sentences("word " * 10, max_chars=12)]
+    [9, 9, 9, 9, 9]
+    """
+    if max_chars < 1:
+        raise ValueError("max_chars must be >= 1")
+    pieces: list[str] = []
+    for block in re.split(r"\n\s*\n", text):
+        start = 0
+        for m in re.finditer(r"[.!?]+[\"')\]]*(?=\s+[A-Z0-9\"'(\[]|\s*$)", block):
+            if m.group(0).startswith("."):
+                prev = re.search(r"(\S+)$", block[start:m.start()])
+                token = prev.group(1).lower() if prev else ""
+                if token in _NO_SPLIT_AFTER or re.fullmatch(r"[a-z]", token) and prev.group(1).isupper():
+                    continue
+            pieces.append(block[start:m.end()])
+            start = m.end()
+        pieces.append(block[start:])
+    sentences = [" ".join(p.split()) for p in pieces]
+    out = []
+    for s in sentences:
+        while len(s) > max_chars:
+            cut = s.rfind(" ", 0, max_chars + 1)
+            cut = cut if cut > 0 else max_chars
+            out.append(s[:cut].strip())
+            s = s[cut:].strip()
+        if s:
+            out.append(s)
+    return out
