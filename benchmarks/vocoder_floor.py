@@ -107,7 +107,8 @@ def evaluate_vocoders(utterances: Iterable, vocoders: Mapping[str, Vocoder] | No
         x = np.asarray(utt.load_audio(), dtype=np.float32)
         for name, metrics in evaluate_utterance(x, sr, vocoders).items():
             metrics = {k: (None if np.isnan(v) else v) for k, v in metrics.items()}  # JSON has no NaN
-            rows.append({"utterance": utt.id, "speaker": utt.speaker, "vocoder": name, "seconds": len(x) / sr, **metrics})
+            rows.append({"utterance": utt.id, "speaker": utt.speaker, "vocoder": name,
+                         "seconds": len(x) / sr, **metrics})
     summary = {}
     for name in vocoders:
         mine = [r for r in rows if r["vocoder"] == name]

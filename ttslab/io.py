@@ -37,8 +37,13 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename).
+
+    ``fsync=False`` skips flushing to disk: the rename still means no reader ever sees a partial
+    file, but a power cut may lose it. Use it only for files whose checksum is recorded elsewhere
+    (e.g. corpus audio listed in a manifest), where a lost file is detected and rebuilt.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -46,7 +51,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -58,9 +64,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> Path:
+def atomic_write_json(path: str | os.PathLike, obj, *, fsync: bool = True) -> Path:
     """JSON with sorted keys and a trailing newline, so equal objects give equal bytes."""
-    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    text = json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -84,6 +91,19 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> P
     return atomic_write_bytes(path, wav_bytes(audio, sample_rate))
 
 
+def _wav_data_sizes(data: bytes) -> tuple[int | None, int]:
+    """(bytes the WAV's ``data`` chunk announces, bytes actually present) by walking RIFF chunks."""
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if chunk == b"data":
+            if size in (0, 0xFFFFFFFF):  # streamed WAVs leave the size unset
+                return None, len(data) - pos - 8
+            return size, len(data) - pos - 8
+        pos += 8 + size + (size & 1)
+    return None, 0
+
+
 def read_wav(path: str | os.PathLike, expected_sr: int | None = None, *, sha256: str | None = None) -> tuple[np.ndarray, int]:
     """Read a mono WAV file as float32 in [-1, 1]; return ``(audio, sample_rate)``.
 
@@ -104,8 +124,11 @@ def read_wav(path: str | os.PathLike, expected_sr: int | None = None, *, sha256:
         audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for bad headers
         raise AudioFileError(f"cannot decode {path} as audio ({exc}); the file is corrupt or not a WAV/FLAC file") from exc
-    if info.format == "WAV" and info.frames * info.channels * 2 > len(data) and info.subtype == "PCM_16":
-        raise AudioFileError(f"{path} is truncated: its header announces {info.frames} frames but the data is shorter")
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        declared, present = _wav_data_sizes(data)
+        if declared is not None and declared > present:
+            raise AudioFileError(f"{path} is truncated: its header announces {declared} bytes of audio but only "
+                                 f"{present} are there; re-create or re-download the file")
     if len(audio) == 0:
         raise AudioFileError(f"{path} holds no samples")
     if expected_sr is not None and sr != expected_sr:

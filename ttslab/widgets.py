@@ -118,6 +118,10 @@ def _embedded_audio_class():
     class EmbeddedAudio(Audio):
         """``IPython.display.Audio`` whose HTML survives JupyterLab's sanitizer (see module doc)."""
 
+        def __init__(self, samples: np.ndarray, rate: int):
+            super().__init__(samples, rate=rate, normalize=False)  # WAV bytes in self.data
+            self.rate, self.duration_s = rate, len(samples) / rate
+
         def _repr_html_(self):
             return _audio_tag(self.data)
 
@@ -128,10 +132,8 @@ def _embedded_audio_class():
 
 
 def _make_audio(samples: np.ndarray, sr: int):
-    """An ``EmbeddedAudio`` of ``samples`` (already in [-1, 1]); also records rate and length."""
-    player = _embedded_audio_class()(samples, rate=sr, normalize=False)
-    player.rate, player.duration_s = sr, len(samples) / sr
-    return player
+    """An ``EmbeddedAudio`` of ``samples`` (already in [-1, 1])."""
+    return _embedded_audio_class()(samples, sr)
 
 
 def _audio_tag(wav: bytes) -> str:
@@ -264,7 +266,8 @@ def _format_metrics(values: Mapping[str, Any]) -> str:
 def _grid_cell(name, samples, sr, scale, thumb, metrics, is_ref) -> str:
     """One system's cell: name, player, spectrogram, duration and metrics."""
     player = _make_audio(samples * scale, sr)
-    lines = [f"<b>{html.escape(name)}</b>" + (" <small>(reference)</small>" if is_ref else ""), player._repr_html_()]
+    heading = f"<b>{html.escape(name)}</b>" + (" <small>(reference)</small>" if is_ref else "")
+    lines = [heading, player._repr_html_()]
     if thumb is not None:
         png, width = thumb
         b64 = base64.b64encode(png).decode("ascii")
@@ -363,11 +366,14 @@ def _draw_alignment(spans, wave_ax, spec_ax) -> None:
         if ax is not None:
             for t in boundaries:
                 ax.axvline(t, color="white" if ax is spec_ax else "0.3", lw=0.7, alpha=0.8)
+    from matplotlib import patheffects
+
     transform = spec_ax.get_xaxis_transform()  # x in seconds, y in axes fraction
+    outline = [patheffects.withStroke(linewidth=2, foreground="black")]  # readable on any colour
     for i, (label, start, end) in enumerate(spans):
         y = 0.97 if i % 2 == 0 else 0.88  # alternate heights so short neighbours do not overlap
         spec_ax.text((start + end) / 2, y, label, transform=transform, ha="center", va="top",
-                     fontsize=8, color="white", clip_on=True)
+                     fontsize=8, color="white", path_effects=outline, clip_on=True)
 
 
 def plot_waveform_and_spectrogram(audio: Any, sr: int = DEFAULT_SR, segments=None, ax=None, *, title=None):
@@ -401,10 +407,13 @@ def plot_waveform_and_spectrogram(audio: Any, sr: int = DEFAULT_SR, segments=Non
     elif title:
         spec_ax.set_title(title)
     power = _mel_power(samples, sr)
+    # Frame k is centred on sample k * hop; giving centres (not edges) puts each column where its
+    # frame is, so phone boundaries line up with the waveform instead of half a hop late.
+    frame_centres = np.arange(power.shape[1]) * HOP_LENGTH / sr
     librosa.display.specshow(_to_db(power, float(power.max())), sr=sr, hop_length=HOP_LENGTH,
-                             x_axis="time", y_axis="mel", fmax=min(MEL_FMAX, sr / 2), ax=spec_ax,
-                             cmap=CMAP, vmin=-DB_RANGE, vmax=0.0)
-    spec_ax.set_xlim(0, duration)
+                             x_coords=frame_centres, x_axis="time", y_axis="mel",
+                             fmax=min(MEL_FMAX, sr / 2), ax=spec_ax, cmap=CMAP, vmin=-DB_RANGE, vmax=0.0)
+    spec_ax.set(xlim=(0, duration), xlabel="time (s)")
     if segments is not None:
         _draw_alignment(_segments_in_seconds(segments, sr), wave_ax, spec_ax)
     return wave_ax, spec_ax
@@ -544,7 +553,7 @@ class SynthesisPanel(_WidgetView):
         self._set_controls(text, speaker, rate, pitch)
         self.output.outputs = ()
         self.last_error = None
-        self.button.disabled = True
+        self.button.disabled, self.button.description = True, "Synthesizing…"
         try:
             samples, sr, scale = self._synthesize(self.text.value)
             picture = _figure_png(samples, sr)
@@ -553,7 +562,7 @@ class SynthesisPanel(_WidgetView):
             _append_output(self.output, _message_html(f"{type(err).__name__}: {err}", error=True))
             return None
         finally:
-            self.button.disabled = False
+            self.button.disabled, self.button.description = False, "Synthesize"
         summary = (f"{len(samples) / sr:.2f} s at {sr} Hz · speaker {self.speaker.label} · "
                    f"rate {self.rate.value:g} · pitch {self.pitch.value:+g} st")
         if scale != 1.0:
@@ -571,9 +580,11 @@ class SynthesisPanel(_WidgetView):
         if self._fallback is None:
             try:
                 samples, sr, _ = self._synthesize(self.default_text)
-                self._fallback = _bundle_of(play(samples, sr, label=f"Default text: “{self.default_text}”"))
-            except Exception as err:
-                self._fallback = _message_html(f"(no fallback audio: {type(err).__name__}: {err})", error=True)
+                label = f"Default text: “{self.default_text}”"
+                self._fallback = _bundle_of(play(samples, sr, label=label))
+            except Exception as err:  # a display must not raise; say why there is nothing to hear
+                message = f"(no fallback audio: {type(err).__name__}: {err})"
+                self._fallback = _message_html(message, error=True)
         return self._fallback
 
     def _ipython_display_(self):
@@ -652,7 +663,7 @@ class ListeningTest(_WidgetView):
         self.results_output = w.Output()
         self.button.on_click(lambda _button: self.show_results())
         self.widget = w.VBox(rows + [self.button, self.results_output])
-        self.plain_text = f"ListeningTest with {len(items)} clips (interactive: run the notebook to rate them)"
+        self.plain_text = f"ListeningTest with {len(items)} clips (interactive: run the notebook to rate)"
 
     def scores(self) -> dict[str, list[int]]:
         """The ratings given so far, per system (unrated clips are left out)."""
@@ -685,7 +696,8 @@ class ListeningTest(_WidgetView):
         return report
 
 
-def listening_test(clips, sr: int = DEFAULT_SR, *, seed: int = 0, question: str | None = None) -> ListeningTest:
+def listening_test(clips, sr: int = DEFAULT_SR, *, seed: int = 0,
+                   question: str | None = None) -> ListeningTest:
     """Build a blind MOS :class:`ListeningTest`; display it as the last expression of a cell."""
     kwargs = {} if question is None else {"question": question}
     return ListeningTest(clips, sr, seed=seed, **kwargs)

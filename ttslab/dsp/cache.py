@@ -51,7 +51,8 @@ class FeatureCache:
 
     def __init__(self, root, name: str, config: dict, version: str = CACHE_VERSION):
         if not isinstance(config, dict):
-            raise TypeError(f"config must be a dict of the settings that define the features, got {type(config).__name__}")
+            raise TypeError(f"config must be a dict of the settings that define the features, "
+                            f"got {type(config).__name__}")
         if not _SAFE_ID.match(name):
             raise ValueError(f"cache name {name!r} must be a simple folder name (letters, digits, . _ -)")
         self.name, self.config, self.version = name, config, version

@@ -148,7 +148,8 @@ class MinMaxNormalizer:
     @classmethod
     def from_dict(cls, d: dict) -> "MinMaxNormalizer":
         if d.get("kind") != "minmax":
-            raise ValueError(f"not a saved MinMaxNormalizer (kind={d.get('kind')!r}); use the matching class's from_dict")
+            raise ValueError(f"not a saved MinMaxNormalizer (kind={d.get('kind')!r}); "
+                             "use the matching class's from_dict")
         n = cls(tuple(d["feature_range"]), d["range_floor"])
         n.min, n.max = np.asarray(d["min"], dtype=np.float64), np.asarray(d["max"], dtype=np.float64)
         return n

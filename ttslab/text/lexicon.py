@@ -35,6 +35,7 @@ from ttslab.text.phoneset import CONSONANTS, split_stress, validate_phones
 Pronunciation = tuple[tuple[str, int], ...]
 Fallback = Callable[[str], object]
 
+_CONSONANT_SET = frozenset(CONSONANTS)
 _CMUDICT: dict | None = None
 _CMUDICT_LOCK = threading.Lock()
 
@@ -94,8 +95,6 @@ def to_pronunciation(phones: str | Iterable) -> Pronunciation:
     validate_phones([p for p, _ in pairs])
     return tuple(pairs)
 
-
-_CONSONANT_SET = frozenset(CONSONANTS)
 
 
 def phones_only(pron: Pronunciation) -> tuple[str, ...]:

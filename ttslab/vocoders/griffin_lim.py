@@ -74,15 +74,20 @@ def griffin_lim_from_magnitude(S, n_iter: int = 32, n_fft: int = N_FFT, hop: int
     """
     S = torch.as_tensor(np.asarray(S, dtype=np.float64))
     if S.ndim not in (2, 3) or S.shape[-2] != n_fft // 2 + 1 or S.shape[-1] == 0:
-        raise ValueError(f"magnitude must be (n_fft//2+1, frames) = ({n_fft // 2 + 1}, T>0), optionally batched; got {tuple(S.shape)}")
+        raise ValueError(f"magnitude must be (n_fft//2+1, frames) = ({n_fft // 2 + 1}, T>0), optionally batched; "
+                         f"got {tuple(S.shape)}")
     if not torch.isfinite(S).all() or (S < 0).any():
         raise ValueError("magnitude contains NaN, infinite or negative values; pass |STFT| (exp of a log-mel first)")
     if n_iter < 0 or not 0 <= momentum < 1:
         raise ValueError(f"need n_iter >= 0 and 0 <= momentum < 1, got n_iter={n_iter}, momentum={momentum}")
     length = (S.shape[-1] - 1) * hop if length is None else int(length)
     window = hann_window(win).double()
-    istft = lambda X: torch.istft(X, n_fft, hop, win, window, center=True, length=length)  # noqa: E731
-    stft = lambda x: torch.stft(x, n_fft, hop, win, window, center=True, pad_mode="reflect", return_complex=True)  # noqa: E731
+
+    def istft(X: torch.Tensor) -> torch.Tensor:
+        return torch.istft(X, n_fft, hop, win, window, center=True, length=length)
+
+    def stft(x: torch.Tensor) -> torch.Tensor:
+        return torch.stft(x, n_fft, hop, win, window, center=True, pad_mode="reflect", return_complex=True)
 
     t = _random_phase(S.shape, seed)  # t_0: random phase, unit modulus
     c_prev = torch.zeros_like(t)
@@ -98,22 +103,26 @@ def griffin_lim_from_magnitude(S, n_iter: int = 32, n_fft: int = N_FFT, hop: int
 def griffin_lim(log_mel_spec, n_iter: int = 32, sr: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP,
                 win: int = WIN, fmin: float = FMIN, fmax: float = FMAX, momentum: float = 0.99, seed: int = 0,
                 length: int | None = None, mel_inversion: str = "lstsq") -> np.ndarray:
-    """Audio (float32) from a natural-log mel spectrogram ``(n_mels, frames)`` (or batched) like :func:`ttslab.dsp.log_mel`.
+    """Audio (float32) from a natural-log mel spectrogram ``(n_mels, frames)`` or ``(B, n_mels, frames)``.
 
-    ``S = mel_to_linear(exp(log_mel))``, then :func:`griffin_lim_from_magnitude`.
+    The input is what :func:`ttslab.dsp.log_mel` (or a model trained on it) produces:
+    ``S = mel_to_linear(exp(log_mel))``, then :func:`griffin_lim_from_magnitude` on ``S``.
     """
     if isinstance(log_mel_spec, torch.Tensor):
         log_mel_spec = log_mel_spec.detach().cpu().numpy()
     log_mel_spec = np.asarray(log_mel_spec, dtype=np.float64)
     if log_mel_spec.ndim not in (2, 3) or log_mel_spec.shape[-1] == 0:
-        raise ValueError(f"log-mel must be (n_mels, frames) or (B, n_mels, frames) with frames > 0, got {log_mel_spec.shape}")
+        raise ValueError(f"log-mel must be (n_mels, frames) or (B, n_mels, frames) with frames > 0, "
+                         f"got {log_mel_spec.shape}")
     if not np.all(np.isfinite(log_mel_spec)):
         raise ValueError("log-mel contains NaN or infinite values; check the acoustic model output")
     S = mel_to_linear(np.exp(log_mel_spec), sr, n_fft, fmin, fmax, method=mel_inversion)
     return griffin_lim_from_magnitude(S, n_iter, n_fft, hop, win, momentum, seed, length)
 
 
-def mel_resynthesize(x, sr: int = SAMPLE_RATE, n_iter: int = 32, **kwargs) -> np.ndarray:
-    """``griffin_lim(log_mel(x))`` with the original length: the quality ceiling of any mel model + GL."""
+def mel_resynthesize(x, sr: int = SAMPLE_RATE, n_iter: int = 32, momentum: float = 0.99, seed: int = 0,
+                     mel_inversion: str = "lstsq") -> np.ndarray:
+    """``griffin_lim(log_mel(x))`` at the original length: the best a log-mel model + Griffin-Lim can sound."""
     x = np.asarray(x)
-    return griffin_lim(log_mel(x, sr=sr), n_iter=n_iter, sr=sr, length=len(x), **kwargs)
+    return griffin_lim(log_mel(x, sr=sr), n_iter=n_iter, sr=sr, momentum=momentum, seed=seed,
+                       length=len(x), mel_inversion=mel_inversion)

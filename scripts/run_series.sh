@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The main job (README "Quick start"): set up the environment, build the built-in corpus and
+# execute every notebook in order. Full mode by default; TTSLAB_CI=1 for the small CI mode.
+# Executed copies and a summary go to results/<mode>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+export MPLBACKEND=Agg PYTHONHASHSEED=0
+export TTSLAB_DATA=${TTSLAB_DATA:-$HOME/.cache/ttslab}
+mode=full; [ "${TTSLAB_CI:-}" = "1" ] && mode=ci
+.venv/bin/python -m ttslab build-corpus --mode "$mode"
+exec .venv/bin/python scripts/run_notebooks.py --mode "$mode" "$@"

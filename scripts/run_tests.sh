@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command (README "Quick start", also run by CI through .ci/run):
+# sets up the environment, builds the CI-mode corpus, runs unit/parity tests and nbval over
+# every notebook in CI mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+export TTSLAB_CI=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+export TTSLAB_DATA=${TTSLAB_DATA:-$HOME/.cache/ttslab}
+.venv/bin/python -m ttslab build-corpus --mode ci
+exec .venv/bin/python -m pytest tests notebooks \
+  --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
+  --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider "$@"
