@@ -17,8 +17,11 @@ what the mel features describe.
 
 Results go to ``<out>/vocoder_floor.json`` and ``<out>/vocoder_floor.md``::
 
-    python benchmarks/vocoder_floor.py --mode ci            # small corpus, seconds
+    python benchmarks/vocoder_floor.py --mode ci              # 100 utterances, 285 s of audio: ~7 min
+    python benchmarks/vocoder_floor.py --mode ci --limit 10   # a quick look
     python benchmarks/vocoder_floor.py --mode full --out benchmarks/results
+
+The corpus must be built first (``python -m ttslab build-corpus --mode ci``).
 """
 
 from __future__ import annotations
@@ -153,7 +156,7 @@ def to_markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=("ci", "full"), default=None, help="corpus size (default: TTSLAB_CI)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="output folder")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N utterances")
     args = parser.parse_args(argv)
 
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mode": mode, "n_utterances": len(utterances), "sample_rate": SAMPLE_RATE,
         "audio_seconds": sum(r["seconds"] for r in results["rows"]) / len(DEFAULT_VOCODERS),
         "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "python": platform.python_version(), "machine": platform.machine(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
     }
     atomic_write_json(args.out / "vocoder_floor.json", results)
     atomic_write_text(args.out / "vocoder_floor.md", to_markdown(results))

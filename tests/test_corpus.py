@@ -174,3 +174,34 @@ def test_textgrid_has_both_tiers(ci_corpus):
     utt = ci_corpus[0]
     tg = format_textgrid(utt.segments, 22050, utt.words)
     assert tg.count('class = "IntervalTier"') == 2 and f'text = "{utt.words[0]}"' in tg
+
+
+def test_synthesize_speaker_is_the_corpus_speaker_with_rate_and_pitch(ci_corpus):
+    """Defaults reproduce the corpus bytes; rate shortens, pitch shifts the median F0 in semitones."""
+    from ttslab.dsp import f0_pyworld
+
+    utt = ci_corpus.filter(speakers="en_gb_f", split="test")[0]
+    audio, sr = builtin.synthesize_speaker(utt.text, "en_gb_f")
+    assert sr == 22050 and audio.dtype == np.float32 and audio.ndim == 1
+    assert np.array_equal(audio, utt.load_audio())  # rate 1, pitch 0 = the built-in speaker
+    fast, _ = builtin.synthesize_speaker(utt.text, builtin.speaker("en_gb_f"), rate=1.5)
+    assert 0.55 < len(fast) / len(audio) < 0.8
+
+    def median_f0(x):
+        f0 = f0_pyworld(x.astype(np.float64), sr, method="dio")
+        return np.median(f0[f0 > 0])
+
+    for shift in (-6, 6):
+        shifted, _ = builtin.synthesize_speaker(utt.text, "en_gb_f", pitch=shift)
+        assert abs(12 * np.log2(median_f0(shifted) / median_f0(audio)) - shift) < 1.5, shift
+    slowest, _ = builtin.synthesize_speaker("Slowly.", "en_la_m", rate=0.5)  # 78 wpm -> eSpeak's 80
+    assert slowest.size > 0
+
+
+def test_synthesize_speaker_rejects_bad_controls():
+    with pytest.raises(KeyError, match="unknown built-in speaker"):
+        builtin.synthesize_speaker("Hello.", "nobody")
+    with pytest.raises(ValueError, match="outside what eSpeak can do for en_wm_f"):
+        builtin.synthesize_speaker("Hello.", "en_wm_f", pitch=8)
+    with pytest.raises(ValueError, match="rate"):
+        builtin.synthesize_speaker("Hello.", "en_us_m", rate=0)

@@ -97,6 +97,13 @@ def test_log_mel_rejects_bad_input(bad, message):
         log_mel(bad)
 
 
+def test_integer_pcm_is_refused_with_the_conversion_hint():
+    with pytest.raises(TypeError, match="32768"):
+        log_mel(np.zeros(2000, dtype=np.int16))
+    with pytest.raises(TypeError, match="32768"):
+        f0_pyworld(np.zeros(2000, dtype=np.int16))
+
+
 def test_mel_filterbank_rejects_fmax_above_nyquist():
     with pytest.raises(ValueError, match="fmax"):
         mel_filterbank(sr=16000, fmax=9000)
@@ -305,6 +312,12 @@ def test_feature_cache_recovers_from_a_corrupt_file(tmp_path):
         assert np.all(cache.get_or_compute("a", lambda: np.zeros(4)) == 7.0)  # rewritten, now clean
 
 
+def test_feature_cache_default_root_is_under_data_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TTSLAB_DATA", str(tmp_path))
+    cache = FeatureCache(None, "mel", {"hop": 256})
+    assert cache.dir.parent == tmp_path / "features" / "mel"
+
+
 def test_feature_cache_rejects_bad_ids_configs_and_objects(tmp_path):
     cache = FeatureCache(tmp_path, "x", {"a": 1})
     with pytest.raises(ValueError, match="file name"):
@@ -313,3 +326,16 @@ def test_feature_cache_rejects_bad_ids_configs_and_objects(tmp_path):
         FeatureCache(tmp_path, "x", {"a": np.float32(1.0)})
     with pytest.raises(TypeError, match="pickle"):
         cache.get_or_compute("obj", lambda: np.array([{"a": 1}], dtype=object))
+
+
+# ----------------------------------------------------------------------------- docstring examples
+
+
+@pytest.mark.parametrize("module", ["ttslab.dsp.spectral", "ttslab.dsp.f0", "ttslab.dsp.world", "ttslab.dsp.deltas",
+                                    "ttslab.dsp.normalize", "ttslab.dsp.cache", "ttslab.metrics"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

@@ -107,6 +107,46 @@ def speaker(speaker_id: str) -> Speaker:
     raise KeyError(f"unknown built-in speaker {speaker_id!r}; choose one of {[s.id for s in SPEAKERS]}")
 
 
+_speaker = speaker  # for functions whose argument is called ``speaker``
+
+#: eSpeak ``pitch`` units per semitone of median-F0 shift. eSpeak scales the base of the pitch
+#: contour by 2^((pitch - 50) / 50) (an octave per 50 units) but not its range, so the median F0
+#: moves about 3/4 of that: 50/9 units per semitone puts it within about a semitone of the
+#: request over ±6 semitones (measured on the English speakers).
+PITCH_UNITS_PER_SEMITONE = 50 / 9
+#: eSpeak's speaking-rate limits in words per minute; relative rates are clipped to them.
+RATE_LIMITS = (80, 450)
+
+
+def synthesize_speaker(text: str, speaker: str | Speaker, rate: float = 1.0, pitch: float = 0.0):
+    """Speak ``text`` with a built-in speaker, faster/slower and higher/lower: ``(audio, sr)``.
+
+    ``rate`` multiplies the speaker's words per minute (clipped to eSpeak's 80..450 wpm) and
+    ``pitch`` shifts its voice by about that many semitones (see :data:`PITCH_UNITS_PER_SEMITONE`;
+    a shift that leaves eSpeak's 0..100 pitch scale raises ``ValueError``). ``audio`` is float32
+    in [-1, 1) at 22050 Hz; with the defaults it is exactly what the corpus holds for a prompt.
+    The signature fits :func:`ttslab.widgets.synthesis_panel` as it is.
+
+    >>> audio, sr = synthesize_speaker("Hello.", "en_us_f", rate=1.5, pitch=2)
+    >>> sr, audio.dtype.name
+    (22050, 'float32')
+    """
+    from ttslab.text import espeak
+
+    spk = speaker if isinstance(speaker, Speaker) else _speaker(speaker)
+    if not rate > 0:
+        raise ValueError(f"rate is a speed multiplier and must be > 0, got {rate}")
+    wpm = int(np.clip(round(spk.rate * rate), *RATE_LIMITS))
+    value = spk.pitch + pitch * PITCH_UNITS_PER_SEMITONE
+    if not -0.5 <= value <= 100.5:
+        lo, hi = -spk.pitch / PITCH_UNITS_PER_SEMITONE, (100 - spk.pitch) / PITCH_UNITS_PER_SEMITONE
+        raise ValueError(f"pitch shift {pitch:+g} semitones is outside what eSpeak can do for {spk.id} "
+                         f"({lo:+.1f} to {hi:+.1f} semitones)")
+    syn = espeak.synthesize(text, spk.voice, rate=wpm, pitch=int(round(np.clip(value, 0, 100))),
+                            pitch_range=spk.pitch_range)
+    return syn.float_audio(), syn.sample_rate
+
+
 def read_prompts(name: str) -> list[str]:
     """The prompts of one package prompt file (one sentence a line)."""
     text = resources.files("ttslab.data").joinpath("prompts", f"{name}.txt").read_text(encoding="utf-8")

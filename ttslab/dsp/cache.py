@@ -5,6 +5,8 @@ Layout::
     root/name/<key>/config.json        the settings (so a human can tell folders apart)
     root/name/<key>/<utt_id>.npy       one array per utterance
 
+``root=None`` means ``ttslab.config.data_home() / "features"``.
+
 ``key = sha256(canonical JSON of {"config": config, "version": version})[:16]``. Change any
 setting (hop, F0 range, ...) and the features land in a new folder instead of silently mixing
 with stale ones; bump ``version`` when the feature *code* changes. Files are written atomically
@@ -57,6 +59,10 @@ class FeatureCache:
             raise ValueError(f"cache name {name!r} must be a simple folder name (letters, digits, . _ -)")
         self.name, self.config, self.version = name, config, version
         self.key = config_key(config, version)
+        if root is None:
+            from ttslab.config import data_home
+
+            root = data_home() / "features"
         self.dir = Path(root) / name / self.key
 
     def __repr__(self) -> str:

@@ -25,8 +25,9 @@ def import_pyworld():
 def check_audio(x, sr: int, name: str = "x") -> np.ndarray:
     """``x`` as a contiguous float64 1-D array (what pyworld needs), or a clear error."""
     x = np.asarray(x)
-    if x.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be numeric audio samples, got dtype {x.dtype}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name} must be float audio in [-1, 1], got dtype {x.dtype}; "
+                        f"convert 16-bit PCM with x.astype(np.float32) / 32768")
     if x.ndim != 1:
         raise ValueError(f"{name} must be mono 1-D audio, got shape {x.shape}; pass one utterance at a time")
     if x.size == 0:

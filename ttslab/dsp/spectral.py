@@ -43,11 +43,14 @@ def num_frames(n_samples: int, hop: int = HOP) -> int:
 
 def _as_batched_tensor(x, name: str = "x", min_samples: int = 1) -> tuple[torch.Tensor, bool]:
     """``x`` as a float32 ``(B, T)`` tensor and whether it was 1-D; validates early."""
-    if isinstance(x, np.ndarray) or not isinstance(x, torch.Tensor):
+    if not isinstance(x, torch.Tensor):
         x = np.asarray(x)
-        if x.dtype.kind not in "fiu":
-            raise TypeError(f"{name} must be a numeric array of audio samples, got dtype {x.dtype}")
+        if x.dtype.kind != "f":
+            raise TypeError(f"{name} must be float audio in [-1, 1], got dtype {x.dtype}; "
+                            f"convert 16-bit PCM with x.astype(np.float32) / 32768")
         x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    elif not x.is_floating_point():
+        raise TypeError(f"{name} must be float audio in [-1, 1], got {x.dtype}; convert PCM with x.float() / 32768")
     if x.ndim not in (1, 2):
         raise ValueError(f"{name} must be 1-D (T,) or batched (B, T); got shape {tuple(x.shape)}")
     if x.shape[-1] == 0 or x.numel() == 0:
