@@ -2,7 +2,7 @@
 
 from ttslab.data.corpus import Corpus, CorpusNotFoundError, Segment, Utterance
 
-__all__ = ["Corpus", "CorpusNotFoundError", "Segment", "Utterance", "load_builtin"]
+__all__ = ["Corpus", "CorpusNotFoundError", "Segment", "Utterance", "load_builtin", "read_corpus"]
 
 
 def load_builtin(mode: str | None = None, root=None) -> Corpus:
@@ -10,3 +10,10 @@ def load_builtin(mode: str | None = None, root=None) -> Corpus:
     from ttslab.data.builtin import load_builtin as _load
 
     return _load(mode=mode, root=root)
+
+
+def read_corpus(name: str, root, **options) -> Corpus:
+    """Read a real corpus ("ljspeech", "vctk", "libritts", "arctic") from its published layout."""
+    from ttslab.data.readers import read_corpus as _read
+
+    return _read(name, root, **options)
