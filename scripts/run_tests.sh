@@ -10,4 +10,4 @@ export TTSLAB_DATA=${TTSLAB_DATA:-$HOME/.cache/ttslab}
 .venv/bin/python -m ttslab build-corpus --mode ci
 exec .venv/bin/python -m pytest tests notebooks \
   --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
-  --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider "$@"
+  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider "$@"

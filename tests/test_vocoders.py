@@ -1,4 +1,4 @@
-"""Tests of ttslab.vocoders (Griffin-Lim, WORLD resynthesis) and benchmarks/vocoder_floor.py."""
+"""Tests of ttslab.vocoders (Griffin-Lim, WORLD resynthesis, evaluation) and benchmarks/vocoder_floor.py."""
 
 from __future__ import annotations
 
@@ -112,7 +112,8 @@ class FakeUtterance:
 
 
 def test_evaluate_vocoders_on_synthetic_utterances(tmp_path):
-    bench = load_benchmark()
+    from ttslab.vocoders import evaluate as bench
+
     utts = [FakeUtterance("a_001", "a", harmonic_tone(120.0, 0.4, seed=1)),
             FakeUtterance("b_001", "b", harmonic_tone(210.0, 0.4, seed=2))]
     vocoders = {"world": world_vocoder_resynthesize, "griffin_lim_8": partial(mel_resynthesize, n_iter=8)}
@@ -125,5 +126,17 @@ def test_evaluate_vocoders_on_synthetic_utterances(tmp_path):
     json.dumps(results, allow_nan=False)  # no NaN sneaks into the JSON
     table = bench.to_markdown(results)
     assert "| world |" in table and "| griffin_lim_8 / b |" in table
+    assert world["mcd_db"] >= world["mcd_dtw_db"] - 1e-9 and 0 < world["mcd8k_dtw_db"] < 3.0
     with pytest.raises(ValueError, match="no utterances"):
         bench.evaluate_vocoders([], vocoders)
+    kept = bench.evaluate_utterance(utts[0].audio, SR, vocoders, keep_audio=True)
+    assert kept["world"]["audio"].shape == utts[0].audio.shape
+
+
+def test_benchmark_script_writes_json_and_markdown(tmp_path, ci_corpus):
+    """The CLI runs end to end on the CI corpus (two utterances) and writes both result files."""
+    bench = load_benchmark()
+    bench.main(["--mode", "ci", "--limit", "1", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "vocoder_floor.json").read_text())
+    assert data["meta"]["n_utterances"] == 1 and set(data["summary"]) == {"world", "griffin_lim_32", "griffin_lim_100"}
+    assert "| world |" in (tmp_path / "vocoder_floor.md").read_text()
