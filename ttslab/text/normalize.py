@@ -310,11 +310,17 @@ def _two_digit_year(y: str) -> str:
 _NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
 
 
+#: Scale letters glued to money amounts ($1.2M, €2.5bn, $10K).
+SCALE_ABBREVIATIONS = {"k": "thousand", "m": "million", "b": "billion", "bn": "billion", "tn": "trillion"}
+
+
 def expand_currency(text: str) -> str:
     """Money amounts with a currency symbol before (``$5``) or after (``5€``) the number.
 
     >>> expand_currency("It costs $5.50, or £3, or 2€, or $1.2 billion.")
     'It costs five dollars and fifty cents, or three pounds, or two euros, or one point two billion dollars.'
+    >>> expand_currency("$1.2M, €2.5bn and $10K")
+    'one point two million dollars, two point five billion euros and ten thousand dollars'
     """
     syms = re.escape("".join(CURRENCIES))
 
@@ -324,6 +330,10 @@ def expand_currency(text: str) -> str:
     def after(m):
         return currency_to_words(m.group(1), m.group(3))
 
+    def before_abbreviated(m):  # $1.2M, €2.5bn, $10K: a scale letter glued to the number
+        return currency_to_words(m.group(2), m.group(1), SCALE_ABBREVIATIONS[m.group(3).lower()])
+
+    text = re.sub(rf"([{syms}])\s?({_NUM})(k|m|bn|b|tn)\b", before_abbreviated, text, flags=re.IGNORECASE)
     text = re.sub(rf"([{syms}])\s?({_NUM})(?:\s+({_SCALE_WORDS})\b)?", before, text)
     return re.sub(rf"(?<![\w.])({_NUM})(\s?)([{syms}])", after, text)
 
