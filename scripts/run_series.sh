@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export MPLBACKEND=Agg PYTHONHASHSEED=0
+# one BLAS thread: small matrix products are much slower with two on a 2-core machine
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 export TTSLAB_DATA=${TTSLAB_DATA:-$HOME/.cache/ttslab}
 mode=full; [ "${TTSLAB_CI:-}" = "1" ] && mode=ci
 .venv/bin/python -m ttslab build-corpus --mode "$mode"

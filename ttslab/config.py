@@ -27,13 +27,20 @@ def data_home() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "ttslab"
 
 
-def set_threads(n: int | None = None) -> int:
-    """Set torch's intra-op thread count (default ``TTSLAB_THREADS`` or 2); return it."""
+def set_threads(n: int | None = None, *, blas: int | None = None) -> int:
+    """Set torch's intra-op thread count (default ``TTSLAB_THREADS`` or 2) and cap the BLAS
+    pools numpy/scipy use (``blas``, default 1); return the torch count.
+
+    Why BLAS gets one thread: the classical algorithms multiply many small matrices, and on a
+    2-core laptop a second BLAS thread makes those calls tens of times slower, not faster.
+    """
     if n is None:
         n = int(os.environ.get("TTSLAB_THREADS", "2"))
     if n < 1:
         raise ValueError(f"thread count must be >= 1, got {n}")
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(n)
+    threadpool_limits(limits=1 if blas is None else blas, user_api="blas")
     return n
