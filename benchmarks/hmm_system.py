@@ -46,7 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
-#: Speakers a full-mode run trains by default: what fits the 30-minute training budget on 2 cores.
+#: Speakers a full-mode run trains by default: what fits the 30-minute training budget on 2 cores with
+#: room to spare (two male, two female, two accents). Measured: 22.5 min of wall-clock time on a
+#: shared, busy 2-core box; from CPU time, ~3 min a voice on 2 free cores, so all ten English
+#: speakers (``--speakers`` with every id) would take about 30 min.
 FULL_DEFAULT_SPEAKERS = ("en_us_m", "en_us_f", "en_gb_m", "en_rp_f")
 SYSTEMS = ("floor", "hts", "hts_oracle", "hts_nogv", "mean_mcep")
 
@@ -117,7 +120,7 @@ def evaluate_utterance(args) -> dict:
 
     start = time.perf_counter()
     feats = voice.generate_features(utt)
-    y = voice._vocode(feats)
+    y = voice.vocode(feats)
     seconds = time.perf_counter() - start
     row["hts"] = _metrics(ref, world_analysis(y, sr), same_length=False)
     row["hts"].update(length_ratio=len(y) / len(x), synthesis_seconds=seconds, synthesized_seconds=len(y) / sr)
@@ -134,10 +137,10 @@ def evaluate_utterance(args) -> dict:
     oracle = voice.oracle_durations(utt)
     for name, use_gv in (("hts_oracle", True), ("hts_nogv", False)):
         f = voice.generate_features(utt, use_gv=use_gv, durations=oracle)
-        row[name] = _metrics(ref, world_analysis(voice._vocode(f, n_samples=len(x)), sr), same_length=True)
+        row[name] = _metrics(ref, world_analysis(voice.vocode(f, n_samples=len(x)), sr), same_length=True)
         if name == "hts_oracle":
             f["mcep"] = np.broadcast_to(voice.global_means["mcep"], f["mcep"].shape)
-            baseline = voice._vocode(f, n_samples=len(x))
+            baseline = voice.vocode(f, n_samples=len(x))
     row["mean_mcep"] = _metrics(ref, world_analysis(baseline, sr), same_length=True)
     return row
 
@@ -214,7 +217,8 @@ def to_markdown(results: dict) -> str:
             cpu = (f"{t['feature_cpu_seconds']:.0f} + {t['model_cpu_seconds']:.0f}" if "model_cpu_seconds" in t
                    else "n/a")
         else:
-            wall, cpu = f"{meta['total_training_seconds']:.0f} in all", f"{_fmt(meta.get('total_training_cpu_seconds'), 0)} in all"
+            wall = f"{meta['total_training_seconds']:.0f} in all"
+            cpu = f"{_fmt(meta.get('total_training_cpu_seconds'), 0)} in all"
         text += (f"| {label} | {_fmt(s['hts']['phone_duration_rmse_ms'], 1)} | {_fmt(s['hts']['length_ratio'], 2)} | "
                  f"{wall} | {cpu} | {_fmt(s['hts']['rtf'], 3)} | {_fmt(s['hts']['rtf_text'], 3)} |\n")
     n = len(results["training"])

@@ -60,7 +60,7 @@ import json
 import time
 import warnings
 import zipfile
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -510,9 +510,9 @@ class Voice:
 
         def frame_pdfs(stream):
             # leaf of (phone, state) for every state position, then gathered frame by frame
-            leaf = np.stack([tree.predict(A) for tree in self.trees[stream]], axis=1)      # (P, S)
-            chosen = leaf[phone_of_frame, state_of_frame]
             trees = self.trees[stream]
+            leaf = np.stack([tree.predict(A) for tree in trees], axis=1)      # (P, S)
+            chosen = leaf[phone_of_frame, state_of_frame]
             means = np.empty((len(chosen), trees[0].dim))
             variances = np.empty_like(means)
             weights = np.ones(len(chosen))
@@ -551,10 +551,17 @@ class Voice:
         c[:, 1:] = mlpg_gv(means[:, higher], variances[:, higher], gv_mean[1:], gv_var[1:], n_iter=20)
         return c
 
-    def _vocode(self, feats: dict, n_samples: int | None = None) -> np.ndarray:
-        return world_synthesis(feats["f0"], feats["mcep"], feats["bap"], sr=self.sample_rate,
-                               frame_period=feats["frame_period"], alpha=all_pass_alpha(self.sample_rate),
-                               n_samples=n_samples)
+    def vocode(self, feats: dict, n_samples: int | None = None) -> np.ndarray:
+        """Audio from :meth:`generate_features` output (WORLD synthesis); ``n_samples`` cuts / pads it.
+
+        Generated spectra can overshoot a little (GV sharpens them), so audio peaking above 0.99 is
+        scaled down to 0.99 rather than clipped when played or written.
+        """
+        audio = world_synthesis(feats["f0"], feats["mcep"], feats["bap"], sr=self.sample_rate,
+                                frame_period=feats["frame_period"], alpha=all_pass_alpha(self.sample_rate),
+                                n_samples=n_samples)
+        peak = float(np.abs(audio).max()) if audio.size else 0.0
+        return audio * np.float32(0.99 / peak) if peak > 0.99 else audio
 
     def synthesize(self, item, rate: float = 1.0, use_gv: bool = True) -> tuple[np.ndarray, int]:
         """Speech for ``item``: text (read by eSpeak NG for phones, words and stress), a list of phones
@@ -563,7 +570,7 @@ class Voice:
         ``label``, ``word`` and ``stress``. ``rate > 1`` is faster; ``use_gv`` generates the spectrum
         with global-variance compensation (and log-F0 too if ``config.lf0_gv``).
         Returns ``(audio float32, sample_rate)``."""
-        return self._vocode(self.generate_features(item, rate=rate, use_gv=use_gv)), self.sample_rate
+        return self.vocode(self.generate_features(item, rate=rate, use_gv=use_gv)), self.sample_rate
 
     def oracle_durations(self, utterance) -> np.ndarray:
         """Frames per state ``(P, S)`` with the true phone durations of ``utterance`` (cut as in
@@ -587,8 +594,8 @@ class Voice:
         length, so frames can be compared one to one."""
         if oracle_durations:
             feats = self.generate_features(utterance, use_gv=use_gv, durations=self.oracle_durations(utterance))
-            return self._vocode(feats, n_samples=utterance.num_samples), self.sample_rate
-        return self._vocode(self.generate_features(utterance, rate=rate, use_gv=use_gv)), self.sample_rate
+            return self.vocode(feats, n_samples=utterance.num_samples), self.sample_rate
+        return self.vocode(self.generate_features(utterance, rate=rate, use_gv=use_gv)), self.sample_rate
 
     # -- storage
 
@@ -630,7 +637,8 @@ class Voice:
             raise VoiceFileError(f"{path} fails its checksum: the file is corrupt; train or copy it again")
         meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
         if meta["format_version"] != FORMAT_VERSION:
-            raise VoiceFileError(f"{path} has voice format {meta['format_version']}, this ttslab reads {FORMAT_VERSION}")
+            raise VoiceFileError(f"{path} has voice format {meta['format_version']}; "
+                                 f"this ttslab reads format {FORMAT_VERSION}")
         from ttslab.text.context import question_set
 
         names = [q.name for q in question_set()]
@@ -764,5 +772,5 @@ def train_voice(corpus, speaker: str, config: HTSConfig | None = None, *, segmen
             "model_cpu_seconds": round(_cpu_seconds() - cpu_start - cpu_features, 2),
             "leaves": {stream: [t.n_leaves for t in ts] for stream, ts in trees.items()},
             "duration_leaves": duration_tree.n_leaves}
-    return Voice(speaker, config, trees, duration_tree, gv, global_means, _frontend_for(speaker, labelled[0][0].language),
-                 set(labels), info)
+    frontend = _frontend_for(speaker, labelled[0][0].language)
+    return Voice(speaker, config, trees, duration_tree, gv, global_means, frontend, set(labels), info)
