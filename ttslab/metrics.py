@@ -212,3 +212,110 @@ def measure_rtf(fn, audio_seconds: float, *args, **kwargs):
     with timer() as t:
         result = fn(*args, **kwargs)
     return result, real_time_factor(t.seconds, audio_seconds)
+
+
+# --- Phone error rate (intelligibility) -------------------------------------------------------
+#: Labels PER skips by default: pauses and silences are not phones a listener has to recognise.
+PER_IGNORED: tuple[str, ...] = ("pau", "sil")
+
+
+def _label_sequence(seq, name: str, ignore) -> list:
+    """``seq`` as a list of labels with ``ignore`` removed; a bare string is an error (ambiguous)."""
+    if isinstance(seq, str):
+        raise TypeError(f"{name} must be a sequence of phone labels, not the string {seq[:40]!r}; "
+                        f"split it first, e.g. {name}.split()")
+    skip = set(ignore)
+    return [p for p in seq if p not in skip]
+
+
+def edit_operations(ref, hyp) -> tuple[int, int, int]:
+    """``(S, D, I)``: substitutions, deletions and insertions of a minimum-cost alignment of ``hyp`` to ``ref``.
+
+    Levenshtein dynamic programme (every operation costs 1), ``d[i][j]`` = edits turning
+    ``ref[:i]`` into ``hyp[:j]``::
+
+        d[i][0] = i,  d[0][j] = j
+        d[i][j] = min(d[i-1][j-1] + [ref[i-1] != hyp[j-1]],   # match / substitution
+                      d[i-1][j] + 1,                          # deletion  (ref phone missing)
+                      d[i][j-1] + 1)                          # insertion (extra hyp phone)
+
+    then a backtrace from ``d[N][M]`` counts each kind (ties prefer match/substitution, then
+    deletion). O(N*M) time; fine for utterances of a few hundred phones.
+
+    >>> edit_operations(["k", "ae", "t"], ["k", "ah", "t", "s"])   # one substitution, one insertion
+    (1, 0, 1)
+    """
+    ref, hyp = list(ref), list(hyp)
+    n, m = len(ref), len(hyp)
+    d = [[i + j if i == 0 or j == 0 else 0 for j in range(m + 1)] for i in range(n + 1)]  # lists: fast scalars
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i][j] = min(d[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]), d[i - 1][j] + 1, d[i][j - 1] + 1)
+    s = dl = ins = 0
+    i, j = n, m
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and d[i][j] == d[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
+            s += int(ref[i - 1] != hyp[j - 1])
+            i, j = i - 1, j - 1
+        elif i > 0 and d[i][j] == d[i - 1][j] + 1:
+            dl, i = dl + 1, i - 1
+        else:
+            ins, j = ins + 1, j - 1
+    return s, dl, ins
+
+
+def edit_distance(ref, hyp) -> int:
+    """Levenshtein distance ``S + D + I`` between two label sequences (see :func:`edit_operations`).
+
+    >>> edit_distance("kitten", "sitting")   # the textbook example, on characters
+    3
+    >>> edit_distance([], ["a", "b"])
+    2
+    """
+    return sum(edit_operations(ref, hyp))
+
+
+def phone_error_rate(ref_phones, hyp_phones, ignore=PER_IGNORED) -> float:
+    """Phone error rate of one utterance: ``PER = (S + D + I) / N``, ``N = len(ref_phones)``.
+
+    ``S, D, I`` come from the Levenshtein alignment (:func:`edit_operations`). Labels in
+    ``ignore`` (default ``pau``/``sil``: silences are not scored) are dropped from both sides
+    first; pass ``ignore=()`` to score every label. PER can exceed 1 when ``hyp`` has many
+    insertions; an empty ``hyp`` gives 1. To report a system, sum edits and phones over the
+    whole test set with :func:`corpus_phone_error_rate` instead of averaging per-utterance PERs.
+
+    >>> phone_error_rate(["sil", "k", "ae", "t", "sil"], ["k", "ah", "t"])   # 1 substitution / 3 phones
+    0.3333333333333333
+    >>> phone_error_rate(["k", "ae", "t"], [])
+    1.0
+    """
+    ref = _label_sequence(ref_phones, "ref_phones", ignore)
+    hyp = _label_sequence(hyp_phones, "hyp_phones", ignore)
+    if not ref:
+        raise ValueError("ref_phones is empty (after removing silences); PER = edits / N needs N > 0 "
+                         "reference phones")
+    return edit_distance(ref, hyp) / len(ref)
+
+
+def corpus_phone_error_rate(refs, hyps, ignore=PER_IGNORED) -> float:
+    """Corpus-level PER, as systems are reported: ``sum_u (S_u + D_u + I_u) / sum_u N_u``.
+
+    Long utterances weigh more than short ones (each phone counts once), unlike a mean of
+    per-utterance :func:`phone_error_rate` values.
+
+    >>> corpus_phone_error_rate([["a", "b", "c"], ["d"]], [["a", "b", "c"], ["e"]])   # 1 edit / 4 phones
+    0.25
+    """
+    refs, hyps = list(refs), list(hyps)
+    if len(refs) != len(hyps):
+        raise ValueError(f"got {len(refs)} references but {len(hyps)} hypotheses; pass one per utterance")
+    if not refs:
+        raise ValueError("no utterances to score; pass at least one (reference, hypothesis) pair")
+    edits = total = 0
+    for k, (r, h) in enumerate(zip(refs, hyps)):
+        ref = _label_sequence(r, f"refs[{k}]", ignore)
+        edits += edit_distance(ref, _label_sequence(h, f"hyps[{k}]", ignore))
+        total += len(ref)
+    if total == 0:
+        raise ValueError("every reference is empty (after removing silences); PER needs reference phones")
+    return edits / total

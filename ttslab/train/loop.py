@@ -319,12 +319,14 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train_batches: Batches, config:
 
 
 def load_or_train(name: str, key_config: dict, train_fn: Callable[[Path], Path], *,
-                  root: str | Path | None = None) -> Path:
+                  root: str | Path | None = None, verify: Callable[[Path], object] | None = None) -> Path:
     """The checkpoint trained for ``key_config``, training it with ``train_fn(folder) -> path`` if absent.
 
     The folder is ``root/<name>/<16-hex key of key_config>`` (default root: ``data_home()/models``);
     ``train_fn`` must write its checkpoint inside it with :func:`ttslab.checkpoint.save_checkpoint`.
     A ``DONE`` file names the finished checkpoint, so an interrupted training is resumed, not reused.
+    ``verify(path)`` checks a cached file before it is reused (default: :func:`load_checkpoint`, which
+    verifies the checksum); pass the model's own loader for other formats (e.g. an HMM voice).
     """
     from ttslab.dsp.cache import canonical_json, config_key
     from ttslab.io import atomic_write_text
@@ -337,7 +339,7 @@ def load_or_train(name: str, key_config: dict, train_fn: Callable[[Path], Path],
     done = folder / "DONE"
     if done.is_file():
         path = folder / done.read_text().strip()
-        load_checkpoint(path)  # verifies the checksum; raises with advice when corrupt
+        (verify or load_checkpoint)(path)  # raises with advice when the file is missing or corrupt
         return path
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.json", canonical_json(key_config) + "\n")

@@ -179,3 +179,39 @@ def to_markdown(results: dict, per_speaker: bool = True) -> str:
             for spk, m in s["per_speaker"].items():
                 text += line(f"{name} / {spk}", m)
     return text
+
+
+# ----------------------------------------------------------------------------- systems with their own timing
+
+
+def dtw_path(mc_ref: np.ndarray, mc_syn: np.ndarray) -> np.ndarray:
+    """``(L, 2)`` frame pairs of the DTW alignment :func:`ttslab.metrics.mcd_dtw` uses
+    (Euclidean distance of c1..cM, librosa's standard steps), from the first frames to the last."""
+    import librosa
+    from scipy.spatial.distance import cdist
+
+    _, path = librosa.sequence.dtw(C=cdist(mc_ref[:, 1:], mc_syn[:, 1:]))
+    return path[::-1]
+
+
+def compare_analyses(ref, syn, same_timing: bool) -> dict:
+    """MCD-DTW, F0 RMSE (Hz, cents) and V/UV error of two WORLD analyses (:func:`world_analysis`).
+
+    ``same_timing`` (a vocoder floor, or oracle durations): F0 and voicing are compared frame by frame
+    and the frame-by-frame MCD is added. Otherwise (a system that chose its own durations) F0 and
+    voicing are compared along the DTW path of the mel-cepstra, the usual practice for TTS output.
+    """
+    import warnings
+
+    out = {"mcd_dtw_db": mcd_dtw(ref.mcep, syn.mcep)}
+    if same_timing and len(ref.f0) == len(syn.f0):
+        f_ref, f_syn = ref.f0, syn.f0
+        out["mcd_db"] = mel_cepstral_distortion(ref.mcep, syn.mcep)
+    else:
+        path = dtw_path(ref.mcep, syn.mcep)
+        f_ref, f_syn = ref.f0[path[:, 0]], syn.f0[path[:, 1]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nothing voiced in both: NaN, reported as n/a
+        out.update(f0_rmse_hz=f0_rmse(f_ref, f_syn, "hz"), f0_rmse_cents=f0_rmse(f_ref, f_syn, "cents"))
+    out["vuv_error"] = vuv_error(f_ref, f_syn)
+    return out

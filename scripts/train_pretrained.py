@@ -1,0 +1,110 @@
+"""Train the full-mode models with the project's own recipes and register them in ttslab/pretrained.
+
+    python scripts/train_pretrained.py judge vocoder fastspeech_teacher dnn     # train + register
+    python scripts/train_pretrained.py judge --build /tmp/ckpt --register-only  # register a finished run
+
+Each name runs its recipe (``python -m ttslab.train.<model> --mode full ...``, one torch thread by
+default) into the build folder, then copies the float16 checkpoint to ``ttslab/pretrained/weights/``,
+its training log to ``ttslab/pretrained/logs/`` and records the SHA-256, size, parameter count,
+training time and the exact command in ``ttslab/pretrained/registry.json``. ``--register-only`` skips
+training and registers what the same command left in the build folder earlier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ttslab import pretrained  # noqa: E402
+from ttslab.checkpoint import load_checkpoint, sidecar  # noqa: E402
+from ttslab.io import atomic_write_json, sha256_file  # noqa: E402
+
+# name -> (registry kind, recipe module, recipe arguments, checkpoint file in build dir, log file in build dir)
+RECIPES = {
+    "judge": ("judge", "ttslab.train.judge", ["--mode", "full", "--out", "{build}/judge_full.pt"],
+              "judge_full.pt", "judge_full.json"),
+    "vocoder": ("vocoder", "ttslab.train.vocoder", ["--mode", "full", "--out", "{build}/vocoder_full.pt"],
+                "vocoder_full.pt", "vocoder_full.json"),
+    "fastspeech_teacher": ("fastspeech", "ttslab.train.fastspeech",
+                           ["--mode", "full", "--size", "teacher", "--out", "{build}/fastspeech_teacher.pt",
+                            "--no-progress"],
+                           "fastspeech_teacher.pt", "fastspeech_teacher.pt.log.json"),
+    "dnn": ("dnn_voice", "ttslab.train.dnn_spss", ["--mode", "full", "--out", "{build}/dnn"],
+            None, "dnn/dnn_full_training_log.json"),
+}
+
+
+def command(name: str, build: Path, threads: int) -> list[str]:
+    _, module, args, _, _ = RECIPES[name]
+    return ["python", "-m", module, *[a.format(build=build) for a in args], "--threads", str(threads)]
+
+
+def parameters(kind: str, path: Path, digest: str) -> int:
+    model = pretrained._resolve(pretrained.LOADERS[kind])(path, sha256=digest)
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def register_file(name: str, kind: str, src: Path, log: dict, log_name: str, cmd: str, registry: dict) -> None:
+    pretrained.WEIGHTS.mkdir(parents=True, exist_ok=True)
+    pretrained.LOGS.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint(src)  # verifies the sidecar written by the recipe
+    if not state.get("half"):
+        raise SystemExit(f"{src} holds float32 weights; the shipped checkpoints are float16 (drop --fp32)")
+    dst = pretrained.WEIGHTS / f"{name}.pt"
+    shutil.copyfile(src, dst)
+    shutil.copyfile(sidecar(src), sidecar(dst))
+    digest = sha256_file(dst)
+    registry[name] = {"kind": kind, "file": dst.name, "sha256": digest, "bytes": dst.stat().st_size,
+                      "parameters": parameters(kind, dst, digest), "command": cmd, "log": log_name,
+                      "threads": log.get("threads"),
+                      "train_seconds": log.get("seconds_training", log.get("seconds", log.get("model_seconds")))}
+
+
+def register(name: str, build: Path, threads: int, registry: dict) -> None:
+    kind, _, _, ckpt, log_file = RECIPES[name]
+    log_path = build / log_file
+    log = json.loads(log_path.read_text())
+    cmd = " ".join(command(name, Path("BUILD"), threads))
+    if name == "dnn":
+        for speaker, info in log["voices"].items():
+            entry = f"dnn_{speaker}"
+            register_file(entry, kind, log_path.parent / info["path"], {"threads": log["threads"], **info},
+                          "dnn.json", cmd, registry)
+        atomic_write_json(pretrained.LOGS / "dnn.json", log)
+    else:
+        atomic_write_json(pretrained.LOGS / f"{name}.json", log)
+        register_file(name, kind, build / ckpt, log, f"{name}.json", cmd, registry)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="+", choices=sorted(RECIPES))
+    parser.add_argument("--build", type=Path, default=Path("/tmp/ttslab-pretrained-build"),
+                        help="folder for the recipes' outputs (not the repository)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--register-only", action="store_true")
+    args = parser.parse_args(argv)
+    args.build.mkdir(parents=True, exist_ok=True)
+    registry = pretrained.registry()
+    for name in args.names:
+        if not args.register_only:
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS="1")
+            subprocess.run(command(name, args.build, args.threads), check=True, env=env, cwd=REPO)
+        register(name, args.build, args.threads, registry)
+        atomic_write_json(pretrained.REGISTRY, registry)
+        print(f"registered {name}")
+    total = sum(e["bytes"] for e in registry.values())
+    print(f"{len(registry)} checkpoints, {total / 1e6:.1f} MB in {pretrained.WEIGHTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
