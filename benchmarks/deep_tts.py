@@ -103,7 +103,7 @@ def voices(mode: str, speaker: str) -> dict:
 
 def synthesize_all(utt, mode: str) -> dict[str, tuple[np.ndarray, float]]:
     """``{system: (audio, seconds of synthesis on one thread)}`` for one test utterance."""
-    from ttslab.data.datasets import acoustic_features
+    from ttslab.models.fastspeech import utterance_inputs
     from ttslab.dsp.spectral import log_mel
     from ttslab.vocoders import griffin_lim
     from ttslab.vocoders.world import world_vocoder_resynthesize
@@ -124,9 +124,9 @@ def synthesize_all(utt, mode: str) -> dict[str, tuple[np.ndarray, float]]:
     timed("hmm", lambda: v["hmm"].synthesize_utterance(utt)[0])
     timed("dnn_ff", lambda: v["dnn"].synthesize_utterance(utt, kind="ff")[0])
     timed("dnn_lstm", lambda: v["dnn"].synthesize_utterance(utt, kind="lstm")[0])
-    ids = acoustic_features(utt)["phone_ids"]
+    inputs = utterance_inputs(utt)
     t0 = time.perf_counter()
-    pred = m["fastspeech"].infer(ids, utt.speaker)["mel"].T.numpy()
+    pred = m["fastspeech"].infer(inputs, utt.speaker)["mel"].T.numpy()
     t_acoustic = time.perf_counter() - t0
     timed("fastspeech_gl", lambda: griffin_lim(pred))
     timed("fastspeech_neural", lambda: m["vocoder"].vocode(pred))

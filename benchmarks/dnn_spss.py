@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> dict:
             hmm.save(hmm_path)
         dnn_path = Path(dnn_dir) / f"dnn_{mode}_{speaker}.pt"
         if not dnn_path.is_file():
-            voice = train_dnn_voice(corpus, speaker, DNNConfig.full(kinds[0]), kinds=kinds, mode=mode, jobs=args.jobs)
+            voice = train_dnn_voice(corpus, speaker, DNNConfig.full(kinds[0]), kinds=kinds, mode=mode, jobs=args.jobs,
+                                    progress=False)
             voice.save(dnn_path)
         dnn = DNNVoice.load(dnn_path)
         missing = set(kinds) - set(dnn.kinds)

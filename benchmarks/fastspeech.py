@@ -218,6 +218,10 @@ def to_markdown(results: dict) -> str:
     return text
 
 
+def _minutes(seconds) -> float | None:
+    return None if seconds is None else seconds / 60
+
+
 def _load_average() -> str:
     try:
         return " ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -253,8 +257,8 @@ def main(argv: list[str] | None = None) -> dict:
         model = FastSpeech.from_checkpoint(args.checkpoint)
         extra = load_checkpoint(args.checkpoint)["extra"]
         meta.update(checkpoint=str(args.checkpoint), checkpoint_mb=Path(args.checkpoint).stat().st_size / 1e6,
-                    size=extra.get("size", "?"), train_minutes=(extra.get("train_seconds") or float("nan")) / 60,
-                    train_cpu_minutes=(extra.get("train_cpu_seconds") or float("nan")) / 60)
+                    size=extra.get("size", "?"), train_minutes=_minutes(extra.get("train_seconds")),
+                    train_cpu_minutes=_minutes(extra.get("train_cpu_seconds")))
     else:
         if mode != "ci":
             parser.error("--checkpoint is required in full mode (train one with python -m ttslab.train.fastspeech)")

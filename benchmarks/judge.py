@@ -37,17 +37,27 @@ CONDITIONS = ("ground_truth", "world", "griffin_lim_32")
 
 
 def condition_mels(utt) -> dict:
-    """``{condition: (80, T) log-mel}`` of one utterance: the recording and its two resyntheses."""
+    """``{condition: (80, T) log-mel}`` of one utterance: the recording and its two resyntheses.
+
+    The resyntheses' log-mels are cached (:class:`ttslab.dsp.cache.FeatureCache`, ``judge-resynth``):
+    they cost ~2 s per utterance and do not depend on the judge, so comparing judges is cheap.
+    """
     import torch
 
     from ttslab.dsp import log_mel
+    from ttslab.dsp.cache import FeatureCache
     from ttslab.vocoders import mel_resynthesize, world_vocoder_resynthesize
 
     torch.set_num_threads(1)
     x = utt.load_audio()
-    return {"utterance": utt.id, "speaker": utt.speaker, "phones": list(utt.phones),
-            "seconds": len(x) / utt.sample_rate, "ground_truth": log_mel(x),
-            "world": log_mel(world_vocoder_resynthesize(x)), "griffin_lim_32": log_mel(mel_resynthesize(x, n_iter=32))}
+    vocoders = {"world": world_vocoder_resynthesize, "griffin_lim_32": lambda a: mel_resynthesize(a, n_iter=32)}
+    out = {"utterance": utt.id, "speaker": utt.speaker, "phones": list(utt.phones),
+           "seconds": len(x) / utt.sample_rate, "ground_truth": log_mel(x)}
+    for name, vocode in vocoders.items():
+        cache = FeatureCache(None, "judge-resynth", {"vocoder": name, "feature": "log_mel"})
+        key = f"{utt.id}.{utt.sha256[:16]}" if utt.sha256 else utt.id  # the audio's checksum: never a stale entry
+        out[name] = cache.get_or_compute(key, lambda: log_mel(vocode(x)))  # noqa: B023 (called right here)
+    return out
 
 
 def score(model, rows: list[dict]) -> dict:

@@ -65,7 +65,14 @@ def register_file(name: str, kind: str, src: Path, log: dict, log_name: str, cmd
     registry[name] = {"kind": kind, "file": dst.name, "sha256": digest, "bytes": dst.stat().st_size,
                       "parameters": parameters(kind, dst, digest), "command": cmd, "log": log_name,
                       "threads": log.get("threads"),
-                      "train_seconds": log.get("seconds_training", log.get("seconds", log.get("model_seconds")))}
+                      "train_seconds": _seconds(log.get("seconds_training", log.get("seconds", log.get("model_seconds"))))}
+
+
+def _seconds(value) -> float | None:
+    """Training seconds as one number (a DNN voice logs one per network: their sum)."""
+    if isinstance(value, dict):
+        return round(sum(value.values()), 1)
+    return None if value is None else round(float(value), 1)
 
 
 def register(name: str, build: Path, threads: int, registry: dict) -> None:

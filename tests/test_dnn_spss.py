@@ -88,7 +88,7 @@ def test_losses_are_pure_and_check_shapes():
     model = AcousticModel(DNNConfig.tiny())
     ab = {"x": torch.rand(2, 5, 501), "y": torch.randn(2, 5, 114), "vuv": torch.ones(2, 5)}
     loss, logs = acoustic_loss(model, ab)
-    assert set(logs) == {"mse", "vuv_bce", "vuv_error"} and np.isfinite(loss.item())
+    assert set(logs) == {"mse", "lf0_mse", "vuv_bce", "vuv_error"} and np.isfinite(loss.item())
     with pytest.raises(ValueError, match="do not match"):
         acoustic_loss(model, {**ab, "y": torch.randn(2, 5, 115)})
 

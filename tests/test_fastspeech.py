@@ -13,7 +13,7 @@ from ttslab.data.datasets import ENGLISH_SPEAKERS
 from ttslab.models.fastspeech import (FastSpeech, FastSpeechConfig, collate_fastspeech, fastspeech_items,
                                       fastspeech_loss, length_regulate, load_fastspeech, phone_context,
                                       round_durations, stats_from_items, synthesize, text_to_inputs,
-                                      text_to_phone_ids)
+                                      text_to_phone_ids, utterance_inputs)
 from ttslab.data.corpus import Segment
 from ttslab.text.phoneset import PHONE_TO_ID
 from ttslab.train import Batches, TrainConfig, fit
@@ -290,6 +290,15 @@ def test_text_front_end_and_synthesis(stats):
         text_to_phone_ids("Hello.", "nobody")
     with pytest.raises(ValueError, match="unknown speaker"):
         model.synthesize("Hello.", "nobody", vocoder=vocoder)
+
+
+def test_utterance_inputs_match_the_training_items(items, ci_corpus):
+    utt = next(u for u in ci_corpus if u.id == items[0]["utt_id"])
+    got = utterance_inputs(utt)
+    for key in ("phone_ids", "stress", "word_position"):
+        assert np.array_equal(got[key], items[0][key])
+    # the eSpeak front end gives the corpus' own phone sequence for a corpus sentence
+    assert text_to_phone_ids(utt.text, utt.speaker).tolist() == got["phone_ids"].tolist()
 
 
 def test_bad_inputs_raise_clear_errors(stats):

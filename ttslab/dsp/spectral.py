@@ -15,6 +15,8 @@ return the same kind they were given.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -111,6 +113,12 @@ def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_ME
     """
     if not 0 <= fmin < fmax <= sr / 2:
         raise ValueError(f"need 0 <= fmin < fmax <= sr/2 = {sr / 2}; got fmin={fmin}, fmax={fmax} (is sr={sr} right?)")
+    return _mel_filterbank(int(sr), int(n_fft), int(n_mels), float(fmin), float(fmax)).clone()
+
+
+@functools.lru_cache(maxsize=16)
+def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> torch.Tensor:
+    # cached: librosa builds the filters in ~0.1 s, far longer than the log-mel of a sentence itself
     import librosa
 
     fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")

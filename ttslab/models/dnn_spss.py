@@ -97,6 +97,7 @@ class DNNConfig:
     duration_hidden: int = 64
     duration_layers: int = 2
     duration_scale: float = 50.0       # frames that map to 1.0 in the position features (250 ms)
+    lf0_weight: float = 1.0            # loss weight of the 3 log-F0 outputs (1: every output alike)
     # features (as ttslab.classical.hts.HTSConfig: the same cache)
     hop: int = 110
     mcep_order: int = 34
@@ -116,6 +117,8 @@ class DNNConfig:
         bad = {k: v for k, v in sizes.items() if v < 1}
         if bad or self.lstm_ff_layers < 0:
             raise ValueError(f"sizes must be >= 1 (lstm_ff_layers >= 0), got {bad or self.lstm_ff_layers}")
+        if not self.lf0_weight > 0:
+            raise ValueError(f"lf0_weight must be > 0, got {self.lf0_weight}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -311,12 +314,13 @@ def duration_loss(model: DurationModel, batch: Mapping) -> tuple[torch.Tensor, d
 
 
 def acoustic_loss(model: AcousticModel, batch: Mapping) -> tuple[torch.Tensor, dict]:
-    """Per output dimension, averaged over real frames and dimensions: squared error of the z-scored
+    """Weighted per output dimension, averaged over real frames: squared error of the z-scored
     streams, binary cross-entropy of the V/UV logit::
 
-        L = sum_t m_t [ sum_{d<D-1} (y_td - y'_td)^2 + BCE(v_t, sigmoid(y'_t,D-1)) ] / (D sum_t m_t)
+        L = sum_t m_t [ sum_{d<D-1} w_d (y_td - y'_td)^2 + BCE(v_t, sigmoid(y'_t,D-1)) ] / ((1 + sum w) sum_t m_t)
 
-    ``batch``: ``x`` (B, T, 501) (or the phone-level ``ling``, ``phone_index``, ``positions`` of
+    with ``w_d = 1`` except ``model.config.lf0_weight`` on the log-F0 columns. ``batch``: ``x``
+    (B, T, 501) (or the phone-level ``ling``, ``phone_index``, ``positions`` of
     :meth:`AcousticModel.forward_phones`), ``y`` (B, T, D-1) z-scored, ``vuv`` (B, T) 0/1, optional
     ``mask`` (B, T) and ``lengths`` (B,).
     """
@@ -330,13 +334,16 @@ def acoustic_loss(model: AcousticModel, batch: Mapping) -> tuple[torch.Tensor, d
                          f"predictions {tuple(pred.shape)} (y has one column fewer: the V/UV logit)")
     m = _mask(batch, pred)
     n = m.sum().clamp_min(1.0)
-    se = (((pred[..., :C] - batch["y"]) ** 2).sum(-1) * m).sum()
+    per_dim = (((pred[..., :C] - batch["y"]) ** 2) * m[..., None]).sum(dim=(0, 1))        # (C,)
+    weights = torch.ones(C, dtype=per_dim.dtype)
+    lf0 = model.config.stream_slices()["lf0"]
+    weights[lf0] = model.config.lf0_weight
     bce = (F.binary_cross_entropy_with_logits(pred[..., C], batch["vuv"], reduction="none") * m).sum()
-    loss = (se + bce) / (n * (C + 1))
+    loss = ((weights * per_dim).sum() + bce) / (n * (1.0 + weights.sum()))
     with torch.no_grad():
         vuv_err = ((((pred[..., C] > 0).to(m.dtype) - batch["vuv"]).abs()) * m).sum() / n
-    return loss, {"mse": float(se.detach() / (n * C)), "vuv_bce": float(bce.detach() / n),
-                  "vuv_error": float(vuv_err)}
+    return loss, {"mse": float(per_dim.sum().detach() / (n * C)), "lf0_mse": float(per_dim[lf0].mean().detach() / n),
+                  "vuv_bce": float(bce.detach() / n), "vuv_error": float(vuv_err)}
 
 
 # ----------------------------------------------------------------------------- durations

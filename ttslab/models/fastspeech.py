@@ -41,7 +41,7 @@ distillation can match mels, variances or hidden states.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -69,7 +69,15 @@ LN2_OVER_12 = math.log(2.0) / 12.0
 
 @dataclass
 class FastSpeechConfig:
-    """Every size of :class:`FastSpeech`. ``speakers`` fixes the rows of the speaker table."""
+    """Every size of :class:`FastSpeech`; the defaults are the teacher. ``speakers`` fixes the rows of
+    the speaker table.
+
+    Why these sizes (measured on one CPU thread, batches of 16, see the training recipe): the decoder
+    runs at the frame rate (~7 frames per phone), so it costs most; FastSpeech 2's kernel-9 FFN
+    (d=256) takes ~12 s a step, too slow to train here in 20 minutes, while kernel 3 with d=192 takes
+    ~1 s and reached a lower validation mel loss in the same CPU time than a 4x smaller model. Dropout
+    is off in the FFT blocks: a run sees the data only a few times, and dropout cost ~25% of the step.
+    """
 
     speakers: tuple[str, ...] = ENGLISH_SPEAKERS
     n_phones: int = NUM_PHONE_IDS
@@ -77,15 +85,15 @@ class FastSpeechConfig:
     d_model: int = 192
     n_heads: int = 2
     encoder_layers: int = 4
-    decoder_layers: int = 4
+    decoder_layers: int = 3
     ffn_hidden: int = 768
-    ffn_kernels: tuple[int, int] = (9, 1)    # kernel of the first and second FFN convolution
+    ffn_kernels: tuple[int, int] = (3, 1)    # kernel of the first and second FFN convolution (FS2: 9, 1)
     phone_context: bool = True               # stress + word-position embeddings on the input
-    dropout: float = 0.1
+    dropout: float = 0.0                     # FFT blocks (residual branches and input)
     predictor_channels: int = 192
     predictor_kernel: int = 3
     predictor_layers: int = 2
-    predictor_dropout: float = 0.5
+    predictor_dropout: float = 0.2
     variance_embedding: str = "linear"       # "linear" (Conv1d on the value, FastPitch) | "bins"
     n_bins: int = 256                        # bins over [-bin_range, bin_range] z-scores ("bins")
     bin_range: float = 4.0
@@ -118,24 +126,20 @@ class FastSpeechConfig:
     # Sizes. The teacher is what ships (fp16, <= ~12 MB); ``small`` is the distillation student.
     @classmethod
     def teacher(cls, **overrides) -> "FastSpeechConfig":
-        """d=192, 4 encoder + 3 decoder FFT blocks, FFN 768 (kernels 3, 1): ~5.9 M parameters."""
-        base = dict(d_model=192, n_heads=2, encoder_layers=4, decoder_layers=3, ffn_hidden=768,
-                    ffn_kernels=(3, 1), predictor_channels=192, dropout=0.0, predictor_dropout=0.2)
-        return cls(**{**base, **overrides})
+        """The defaults: d=192, 4 encoder + 3 decoder FFT blocks, FFN 768 (kernels 3, 1), ~5.9 M parameters."""
+        return cls(**overrides)
 
     @classmethod
     def small(cls, **overrides) -> "FastSpeechConfig":
         """The student: d=96, 2+2 blocks, FFN 384 (kernels 3, 1): ~6x fewer parameters than the teacher."""
-        base = dict(d_model=96, n_heads=2, encoder_layers=2, decoder_layers=2, ffn_hidden=384,
-                    ffn_kernels=(3, 1), predictor_channels=96, dropout=0.0, predictor_dropout=0.2)
+        base = dict(d_model=96, encoder_layers=2, decoder_layers=2, ffn_hidden=384, predictor_channels=96)
         return cls(**{**base, **overrides})
 
     @classmethod
     def tiny(cls, **overrides) -> "FastSpeechConfig":
         """For tests and CI: d=32, 1+1 blocks, a 2-layer postnet; trains a few steps in seconds."""
-        base = dict(d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, ffn_hidden=64,
-                    ffn_kernels=(3, 1), predictor_channels=32, dropout=0.0, predictor_dropout=0.0,
-                    postnet_layers=2, postnet_channels=32, n_bins=32)
+        base = dict(d_model=32, encoder_layers=1, decoder_layers=1, ffn_hidden=64, predictor_channels=32,
+                    predictor_dropout=0.0, postnet_layers=2, postnet_channels=32, n_bins=32)
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict:
@@ -568,8 +572,9 @@ class FastSpeech(nn.Module):
 
     def _check_context(self, phone_ids, stress, word_position):
         if stress is None or word_position is None:
-            raise ValueError("this model reads stress and word-position inputs: pass the dict of "
-                             "text_to_inputs(text, speaker), or stress= and word_position= (phone_context)")
+            raise ValueError("this model reads stress and word-position inputs besides phone ids: pass the dict "
+                             "of text_to_inputs(text, speaker) or utterance_inputs(utterance), or stress= and "
+                             "word_position= (see phone_context)")
         out = []
         for name, v, n in (("stress", stress, N_STRESS), ("word_position", word_position, len(WORD_POSITIONS))):
             v = torch.as_tensor(v, device=phone_ids.device).long()
@@ -836,6 +841,18 @@ def phone_context(segments) -> tuple[np.ndarray, np.ndarray]:
         last = i == len(word) - 1 or word[i + 1] != w
         pos[i] = 4 if first and last else 1 if first else 3 if last else 2
     return stress, pos
+
+
+def utterance_inputs(utterance) -> dict:
+    """Model inputs of a labelled corpus utterance (no audio read): ``{"phone_ids", "stress",
+    "word_position"}`` (N,) int64 and ``"phones"``, the same sequence its acoustic features have."""
+    from ttslab.text.phoneset import phone_id
+
+    if utterance.segments is None:
+        raise ValueError(f"utterance {utterance.id} has no phone labels; use text_to_inputs(utterance.text, ...)")
+    stress, word_position = phone_context(utterance.segments)
+    return {"phone_ids": np.array([phone_id(s.label) for s in utterance.segments], dtype=np.int64),
+            "stress": stress, "word_position": word_position, "phones": [s.label for s in utterance.segments]}
 
 
 def text_to_inputs(text: str, speaker: str = "en_us_m", *, voice: str | None = None) -> dict:

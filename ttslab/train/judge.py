@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-augment", action="store_true", help="train without SpecAugment (for comparison)")
+    parser.add_argument("--resume-dir", type=Path, default=None,
+                        help="folder for the training state; an interrupted run started with it resumes there")
     args = parser.parse_args(argv)
     mode = args.mode or current_mode()
     set_threads(args.threads)
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> Path:
         train_config = replace(train_config, steps=args.steps)
     corpus = load_builtin(mode)
     t0 = time.perf_counter()
-    model, history = train_judge(corpus, config, train_config, progress=True)
+    model, history = train_judge(corpus, config, train_config, progress=True, ckpt_dir=args.resume_dir)
     seconds = time.perf_counter() - t0
     log = {"mode": mode, "model_config": config.to_dict(), "train_config": train_config.to_dict(),
            "parameters": model.num_parameters(), "threads": args.threads,

@@ -241,7 +241,9 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train_batches: Batches, config:
     history, step, epoch, index = History(), 0, 0, 0
     best_state, bad_validations, elapsed = None, 0, 0.0
     ckpt = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
-    run_config = {"train": config.to_dict(), "model": dict(model_config or {})}
+    # what a resumed run must share with the interrupted one (the thread count may differ)
+    run_config = {"train": {k: v for k, v in config.to_dict().items() if k != "threads"},
+                  "model": dict(model_config or {})}
 
     if ckpt is not None and resume and ckpt.is_file():
         state = load_checkpoint(ckpt)
