@@ -78,7 +78,7 @@ def hmm_voice(mode: str, speaker: str):
 
 
 def models(mode: str) -> dict:
-    if not _MODELS:
+    if "judge" not in _MODELS:
         import torch
 
         from ttslab import pretrained
