@@ -40,7 +40,6 @@ import argparse
 import platform
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,34 +49,14 @@ SYSTEMS = ("griffin_lim", "oracle_dur", "fastspeech")
 GL_ITERATIONS = 32
 
 
-def _dtw_path(mc_ref: np.ndarray, mc_syn: np.ndarray) -> np.ndarray:
-    """The DTW path of :func:`ttslab.metrics.mcd_dtw` (Euclidean c1..cM, librosa steps)."""
-    import librosa
-    from scipy.spatial.distance import cdist
-
-    _, path = librosa.sequence.dtw(C=cdist(mc_ref[:, 1:], mc_syn[:, 1:]))
-    return path[::-1]
-
-
 def audio_metrics(ref, ref8k: np.ndarray, y: np.ndarray, sr: int, same_length: bool) -> dict:
     """MCD (DTW; also frame by frame when the lengths agree), 0-8 kHz MCD-DTW, F0 RMSE and V/UV of ``y``."""
     from ttslab.dsp.world import world_analysis
-    from ttslab.metrics import f0_rmse, mcd_dtw, mel_cepstral_distortion, vuv_error
-    from ttslab.vocoders.evaluate import band_limited_mcep
+    from ttslab.metrics import mcd_dtw
+    from ttslab.vocoders.evaluate import band_limited_mcep, compare_analyses
 
-    syn = world_analysis(y, sr)
-    out = {"mcd_dtw_db": mcd_dtw(ref.mcep, syn.mcep), "mcd8k_dtw_db": mcd_dtw(ref8k, band_limited_mcep(y, sr))}
-    if same_length and len(ref.f0) == len(syn.f0):
-        out["mcd_db"] = mel_cepstral_distortion(ref.mcep, syn.mcep)
-        f_ref, f_syn = ref.f0, syn.f0
-    else:
-        path = _dtw_path(ref.mcep, syn.mcep)
-        f_ref, f_syn = ref.f0[path[:, 0]], syn.f0[path[:, 1]]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # nothing voiced in both: NaN, reported as n/a
-        out["f0_rmse_hz"] = f0_rmse(f_ref, f_syn, "hz")
-        out["f0_rmse_cents"] = f0_rmse(f_ref, f_syn, "cents")
-    out["vuv_error"] = vuv_error(f_ref, f_syn)
+    out = compare_analyses(ref, world_analysis(y, sr), same_timing=same_length)
+    out["mcd8k_dtw_db"] = mcd_dtw(ref8k, band_limited_mcep(y, sr))
     return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in out.items()}
 
 
@@ -112,21 +91,36 @@ def _median_f0(y: np.ndarray, sr: int) -> float:
     return float(np.median(f0[f0 > 0])) if np.any(f0 > 0) else float("nan")
 
 
-def evaluate(model, utterances, items: dict, per_speaker: int, progress: bool = True) -> list[dict]:
-    """One row per test utterance: model metrics always, audio metrics for the first ``per_speaker``."""
+def evaluate(model, utterances, items: dict, per_speaker: int, progress: bool = True,
+             partial: Path | None = None, key: str = "") -> list[dict]:
+    """One row per test utterance: model metrics always, audio metrics for the first ``per_speaker``.
+
+    With ``partial`` every row is appended to that JSON-lines file as it is done, and rows already
+    there with the same ``key`` are reused: an interrupted run continues where it stopped.
+    """
+    import json
+
     from tqdm.auto import tqdm
 
     from ttslab.dsp.world import world_analysis
     from ttslab.vocoders import griffin_lim
     from ttslab.vocoders.evaluate import band_limited_mcep
 
-    rows, counts = [], {}
+    rows, counts, done = [], {}, {}
+    if partial is not None and partial.is_file():
+        for line in partial.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("key") == key:
+                done[row["utterance"]] = row
     model.infer(items[utterances[0].id], items[utterances[0].id]["speaker"])  # warm-up
     for utt in tqdm(utterances, desc="test utterances", disable=not progress):
+        counts[utt.speaker] = counts.get(utt.speaker, 0) + 1
+        if utt.id in done:
+            rows.append(done[utt.id])
+            continue
         item = items[utt.id]
         row = {"utterance": utt.id, "speaker": utt.speaker, "seconds": len(item["mel"]) * 256 / 22050,
-               **model_metrics(model, item)}
-        counts[utt.speaker] = counts.get(utt.speaker, 0) + 1
+               "key": key, **model_metrics(model, item)}
         if counts[utt.speaker] <= per_speaker:
             x = utt.load_audio()
             sr = utt.sample_rate
@@ -145,9 +139,13 @@ def evaluate(model, utterances, items: dict, per_speaker: int, progress: bool = 
                 up = _median_f0(gl(model.infer(ids, spk, pitch_shift_semitones=4.0)["mel"].numpy()), sr)
                 down = _median_f0(gl(model.infer(ids, spk, pitch_shift_semitones=-4.0)["mel"].numpy()), sr)
                 fast = model.infer(ids, spk, rate=1.5)["mel"]
-                row["control"] = {"semitones_up_4": 12 * np.log2(up / base), "semitones_down_4": 12 * np.log2(down / base),
+                row["control"] = {"semitones_up_4": float(12 * np.log2(up / base)),
+                                  "semitones_down_4": float(12 * np.log2(down / base)),
                                   "length_ratio_rate_1_5": len(fast) / len(free)}
         rows.append(row)
+        if partial is not None:
+            with open(partial, "a") as f:
+                f.write(json.dumps(row) + "\n")
     return rows
 
 
@@ -254,8 +252,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.checkpoint:
         from ttslab.checkpoint import load_checkpoint
 
+        from ttslab.io import sha256_file
+
         model = FastSpeech.from_checkpoint(args.checkpoint)
         extra = load_checkpoint(args.checkpoint)["extra"]
+        meta["checkpoint_sha256"] = sha256_file(args.checkpoint)
         meta.update(checkpoint=str(args.checkpoint), checkpoint_mb=Path(args.checkpoint).stat().st_size / 1e6,
                     size=extra.get("size", "?"), train_minutes=_minutes(extra.get("train_seconds")),
                     train_cpu_minutes=_minutes(extra.get("train_cpu_seconds")))
@@ -273,7 +274,12 @@ def main(argv: list[str] | None = None) -> dict:
     if not tests:
         raise SystemExit("no English test utterances for the model's speakers; build the corpus first")
     items = {it["utt_id"]: it for it in fastspeech_items(tests, model.speakers)}
-    rows = evaluate(model, tests, items, per_speaker)
+    from ttslab.config import data_home
+
+    partial = data_home() / "benchmarks" / f"fastspeech_{mode}.partial.jsonl"  # resume after an interruption
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    key = f"{meta.get('checkpoint_sha256', 'trained-here')}:{per_speaker}"
+    rows = evaluate(model, tests, items, per_speaker, partial=partial if args.checkpoint else None, key=key)
     frame_ms = 1000 * HOP / SAMPLE_RATE
     speakers = list(dict.fromkeys(r["speaker"] for r in rows))
     results = {"meta": meta, "summary": summarize(rows, frame_ms),
@@ -283,6 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / f"fastspeech_{mode}.json", results)
     atomic_write_text(args.out / f"fastspeech_{mode}.md", to_markdown(results))
+    partial.unlink(missing_ok=True)
     print(to_markdown(results))
     return results
 

@@ -57,31 +57,11 @@ SYSTEMS = ("floor", "hts", "hts_oracle", "hts_nogv", "mean_mcep")
 # ----------------------------------------------------------------------------- one utterance
 
 
-def _dtw_path(mc_ref: np.ndarray, mc_syn: np.ndarray) -> np.ndarray:
-    """The DTW path of :func:`ttslab.metrics.mcd_dtw` (Euclidean c1..cM, librosa steps)."""
-    import librosa
-    from scipy.spatial.distance import cdist
-
-    _, path = librosa.sequence.dtw(C=cdist(mc_ref[:, 1:], mc_syn[:, 1:]))
-    return path[::-1]
-
-
 def _metrics(ref, syn, same_length: bool) -> dict:
-    from ttslab.metrics import f0_rmse, mcd_dtw, mel_cepstral_distortion, vuv_error
+    """:func:`ttslab.vocoders.evaluate.compare_analyses` plus the median F0 of the synthetic audio."""
+    from ttslab.vocoders.evaluate import compare_analyses
 
-    out = {"mcd_dtw_db": mcd_dtw(ref.mcep, syn.mcep)}
-    if same_length and len(ref.f0) == len(syn.f0):
-        f_ref, f_syn = ref.f0, syn.f0
-        out["mcd_db"] = mel_cepstral_distortion(ref.mcep, syn.mcep)
-    else:
-        path = _dtw_path(ref.mcep, syn.mcep)
-        f_ref, f_syn = ref.f0[path[:, 0]], syn.f0[path[:, 1]]
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # nothing voiced in both: NaN, reported as n/a
-        out.update(f0_rmse_hz=f0_rmse(f_ref, f_syn, "hz"), f0_rmse_cents=f0_rmse(f_ref, f_syn, "cents"))
-    out["vuv_error"] = vuv_error(f_ref, f_syn)
+    out = compare_analyses(ref, syn, same_timing=same_length)
     voiced = syn.f0[syn.f0 > 0]
     out["median_f0_hz"] = float(np.median(voiced)) if voiced.size else None
     return out
