@@ -25,6 +25,9 @@ Results: ``<out>/dnn_spss_<mode>.json`` and ``.md``::
     python benchmarks/dnn_spss.py --mode full                      # en_us_m,en_us_f,en_gb_m,en_rp_f x (330, 40)
     python benchmarks/dnn_spss.py --mode full --dnn-voices /tmp/ckpt/dnn   # reuse (or keep) trained voices
 
+With ``--dnn-voices`` the rows of each evaluated speaker are kept there too, so a run that is
+interrupted (evaluation takes ~15 s a sentence on 2 busy cores) resumes at the next speaker.
+
 The corpus must be built first (``python -m ttslab build-corpus --mode ...``).
 """
 
@@ -37,12 +40,13 @@ if __name__ == "__main__":
         os.environ[_var] = "1"
 
 import argparse
-from dataclasses import asdict
+import json
 import platform
 import sys
 import tempfile
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +165,20 @@ def _label(system: str) -> str:
         ", no GV" if system.endswith("_nogv") else "")
 
 
+def _differences(s: dict, kinds) -> str:
+    """DNN minus HMM per setting (negative: the DNN is better), computed from the summary."""
+    text = "\nDNN minus HMM (negative = DNN better), own durations + GV / oracle + GV / oracle, no GV:\n\n"
+    for k in kinds:
+        parts = []
+        for key, unit, digits in (("mcd_dtw_db", "dB MCD-DTW", 2), ("f0_rmse_hz", "Hz F0 RMSE", 1),
+                                  ("vuv_error", "V/UV (fraction)", 3)):
+            diffs = [s[f"dnn_{k}{x}"][key] - s[h][key] for x, h in (("", "hts"), ("_oracle", "hts_oracle"),
+                                                                        ("_nogv", "hts_nogv"))]
+            parts.append(" / ".join(f"{d:+.{digits}f}" for d in diffs) + f" {unit}")
+        text += f"- DNN-{k.upper()}: " + "; ".join(parts) + "\n"
+    return text
+
+
 def to_markdown(results: dict) -> str:
     meta, s, train = results["meta"], results["summary"], results["training"]
     kinds = meta["kinds"]
@@ -182,14 +200,16 @@ def to_markdown(results: dict) -> str:
     for system in order:
         r = s[system]
         vuv = None if r.get("vuv_error") is None else 100 * r["vuv_error"]
+        better = r.get("sentences_better_mcd_than_hmm")
+        better = "" if better is None else f"{better}/{s['n_utterances']}"
         text += (f"| {_label(system)} | {_fmt(r.get('mcd_dtw_db'), 2)} | {_fmt(r.get('mcd_db'), 2)} | "
                  f"{_fmt(r.get('f0_rmse_hz'), 1)} / {_fmt(r.get('f0_rmse_cents'), 0)} | {_fmt(vuv, 1)} | "
-                 f"{_fmt(r.get('phone_duration_rmse_ms'), 1)} | "
-                 f"{r.get('sentences_better_mcd_than_hmm', '')}{'/' + str(s['n_utterances']) if 'sentences_better_mcd_than_hmm' in r else ''} |\n")
+                 f"{_fmt(r.get('phone_duration_rmse_ms'), 1)} | {better} |\n")
+    text += _differences(s, kinds)
     text += ("\n## Per speaker: MCD DTW (dB) and F0 RMSE (Hz), own durations with GV | oracle durations, no GV\n\n"
              "| speaker | HMM | " + " | ".join(f"DNN-{k.upper()}" for k in kinds) + " | HMM (oracle, no GV) | "
-             + " | ".join(f"DNN-{k.upper()} (oracle, no GV)" for k in kinds) + " |\n|---|" + "---:|" * (2 + 2 * len(kinds))
-             + "\n")
+             + " | ".join(f"DNN-{k.upper()} (oracle, no GV)" for k in kinds) + " |\n|---|"
+             + "---:|" * (2 + 2 * len(kinds)) + "\n")
     for spk, ps in list(results["per_speaker"].items()) + [("**mean**", s)]:
         cells = [f"{_fmt(ps[x]['mcd_dtw_db'], 2)} / {_fmt(ps[x]['f0_rmse_hz'], 1)}"
                  for x in ["hts"] + [f"dnn_{k}" for k in kinds] + ["hts_nogv"] + [f"dnn_{k}_nogv" for k in kinds]]
@@ -240,10 +260,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="output folder")
     parser.add_argument("--dnn-voices", type=Path, default=None, help="folder of DNN voices dnn_<mode>_<speaker>.pt: "
                         "used when present, else trained and saved there (default: a temporary folder)")
-    parser.add_argument("--hmm-voices", type=Path, default=None, help="the same for HMM voices hts_<mode>_<speaker>.npz")
+    parser.add_argument("--hmm-voices", type=Path, default=None,
+                        help="the same for HMM voices hts_<mode>_<speaker>.npz")
     parser.add_argument("--jobs", type=int, default=2, help="processes (feature extraction, evaluation)")
     parser.add_argument("--limit-test", type=int, default=None, help="evaluate only N test sentences per speaker")
+    parser.add_argument("--markdown-from", type=Path, default=None, help="only rewrite the .md of a results JSON")
     args = parser.parse_args(argv)
+    if args.markdown_from is not None:
+        from ttslab.io import atomic_write_text
+
+        results = json.loads(args.markdown_from.read_text())
+        return atomic_write_text(args.markdown_from.with_suffix(".md"), to_markdown(results))
 
     import multiprocessing
 
@@ -253,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ttslab.classical.hts import HTSConfig, Voice, train_voice
     from ttslab.config import mode as default_mode
     from ttslab.data import load_builtin
-    from ttslab.io import atomic_write_json, atomic_write_text
+    from ttslab.io import atomic_write_json, atomic_write_text, sha256_file
     from ttslab.models.dnn_spss import DNNConfig, DNNVoice
     from ttslab.train.dnn_spss import default_train_configs, train_dnn_voice
 
@@ -291,16 +318,28 @@ def main(argv: list[str] | None = None) -> dict:
         dnn = DNNVoice.load(dnn_path)
         missing = set(kinds) - set(dnn.kinds)
         if missing:
-            raise SystemExit(f"{dnn_path} has no {sorted(missing)} model; delete it or pass --kinds {','.join(dnn.kinds)}")
+            raise SystemExit(f"{dnn_path} has no {sorted(missing)} model; delete it or pass --kinds "
+                             + ",".join(dnn.kinds))
         training[speaker] = {"hmm": {**hmm.info, "parameters": hmm_parameters(hmm), "bytes": hmm_path.stat().st_size},
                              "dnn": {**dnn.info, "bytes": dnn_path.stat().st_size}}
         print(f"{speaker}: HMM {hmm.info['model_cpu_seconds']:.0f} s CPU; DNN {dnn.info['model_cpu_seconds']:.0f} s "
               f"CPU ({dnn.info['cpu_seconds']}); {dnn}", flush=True)
         tests = list(corpus.filter(speakers=speaker, split="test"))[: args.limit_test]
+        # rows are kept next to the DNN voice, keyed by both voices and the sentences: an interrupted run
+        # picks up where it stopped instead of evaluating every speaker again
+        rows_path = Path(dnn_dir) / f"rows_{mode}_{speaker}.json"
+        key = {"hmm": sha256_file(hmm_path), "dnn": sha256_file(dnn_path), "tests": [u.id for u in tests],
+               "kinds": kinds}
+        saved = json.loads(rows_path.read_text()) if rows_path.is_file() else {}
+        if saved.get("key") == key:
+            rows += saved["rows"]
+            continue
         work = [(str(hmm_path), str(dnn_path), u) for u in tests]
         with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-            rows += list(tqdm(pool.imap(evaluate_utterance, work), total=len(work), desc=f"evaluating {speaker}",
-                              unit="utt"))
+            new = list(tqdm(pool.imap(evaluate_utterance, work), total=len(work), desc=f"evaluating {speaker}",
+                            unit="utt"))
+        atomic_write_json(rows_path, {"key": key, "rows": new})
+        rows += new
     results = {"meta": meta, "training": training, "rows": rows, "summary": summarize(rows, systems),
                "per_speaker": {s: summarize([r for r in rows if r["speaker"] == s], systems) for s in speakers}}
     meta.update(total_wall_seconds=time.perf_counter() - started, load_average_end=_load_average(),
