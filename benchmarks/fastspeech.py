@@ -187,7 +187,8 @@ def to_markdown(results: dict) -> str:
             f"({meta['per_speaker']} per speaker) vocoded with Griffin-Lim ({GL_ITERATIONS} iterations) for the "
             "audio measures (WORLD analysis, Harvest F0, as the vocoder floor). Machine: "
             f"{meta['machine']}, load average {meta['load_average_start']} at the start; on a shared machine the "
-            "CPU-time figures (process time, one thread) are what a free core would take.\n\n")
+            "CPU-time figures (process time, one thread) are what a free core would take.\n\n"
+            f"Command: `{meta.get('command', 'python benchmarks/fastspeech.py')}`\n\n")
     text += ("## Audio (Griffin-Lim)\n\n| system | MCD-DTW (dB) | MCD-DTW 0-8 kHz (dB) | MCD frames (dB) "
              "| F0 RMSE (Hz) | F0 RMSE (cents) | V/UV error (%) |\n|---|---:|---:|---:|---:|---:|---:|\n")
     labels = {"griffin_lim": "ground-truth mel + GL (floor)", "oracle_dur": "FastSpeech, oracle durations",
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     corpus = load_builtin(mode)
     started = time.perf_counter()
     meta = {"mode": mode, "per_speaker": per_speaker, "load_average_start": _load_average(),
+            "command": "python benchmarks/fastspeech.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"}
     if args.checkpoint:
         from ttslab.checkpoint import load_checkpoint
