@@ -25,8 +25,8 @@ Results: ``<out>/dnn_spss_<mode>.json`` and ``.md``::
     python benchmarks/dnn_spss.py --mode full                      # en_us_m,en_us_f,en_gb_m,en_rp_f x (330, 40)
     python benchmarks/dnn_spss.py --mode full --dnn-voices /tmp/ckpt/dnn   # reuse (or keep) trained voices
 
-With ``--dnn-voices`` the rows of each evaluated speaker are kept there too, so a run that is
-interrupted (evaluation takes ~15 s a sentence on 2 busy cores) resumes at the next speaker.
+With ``--dnn-voices`` the rows of each evaluated sentence are kept there too, so a run that is
+interrupted (evaluation takes ~15-20 s a sentence on 2 busy cores) resumes where it stopped.
 
 The corpus must be built first (``python -m ttslab build-corpus --mode ...``).
 """
@@ -325,21 +325,25 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{speaker}: HMM {hmm.info['model_cpu_seconds']:.0f} s CPU; DNN {dnn.info['model_cpu_seconds']:.0f} s "
               f"CPU ({dnn.info['cpu_seconds']}); {dnn}", flush=True)
         tests = list(corpus.filter(speakers=speaker, split="test"))[: args.limit_test]
-        # rows are kept next to the DNN voice, keyed by both voices and the sentences: an interrupted run
-        # picks up where it stopped instead of evaluating every speaker again
+        # rows are kept next to the DNN voice after every sentence, keyed by both voices and the sentences:
+        # an interrupted run picks up where it stopped
         rows_path = Path(dnn_dir) / f"rows_{mode}_{speaker}.json"
         key = {"hmm": sha256_file(hmm_path), "dnn": sha256_file(dnn_path), "tests": [u.id for u in tests],
                "kinds": kinds}
         saved = json.loads(rows_path.read_text()) if rows_path.is_file() else {}
-        if saved.get("key") == key:
-            rows += saved["rows"]
-            continue
-        work = [(str(hmm_path), str(dnn_path), u) for u in tests]
-        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-            new = list(tqdm(pool.imap(evaluate_utterance, work), total=len(work), desc=f"evaluating {speaker}",
-                            unit="utt"))
-        atomic_write_json(rows_path, {"key": key, "rows": new})
-        rows += new
+        done = saved.get("rows", []) if saved.get("key") == key else []
+        todo = [(str(hmm_path), str(dnn_path), u) for u in tests[len(done):]]
+        bar = dict(total=len(tests), initial=len(done), desc=f"evaluating {speaker}", unit="utt")
+        if args.jobs > 1:
+            with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+                for row in tqdm(pool.imap(evaluate_utterance, todo), **bar):
+                    done.append(row)
+                    atomic_write_json(rows_path, {"key": key, "rows": done})
+        else:  # in this process: nothing for a worker crash to hang
+            for work in tqdm(todo, **bar):
+                done.append(evaluate_utterance(work))
+                atomic_write_json(rows_path, {"key": key, "rows": done})
+        rows += done
     results = {"meta": meta, "training": training, "rows": rows, "summary": summarize(rows, systems),
                "per_speaker": {s: summarize([r for r in rows if r["speaker"] == s], systems) for s in speakers}}
     meta.update(total_wall_seconds=time.perf_counter() - started, load_average_end=_load_average(),

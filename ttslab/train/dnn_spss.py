@@ -124,7 +124,7 @@ def prepare_utterance(utterance, features: np.ndarray, config: DNNConfig) -> dic
 
 
 def prepare_data(utterances: Sequence, config: DNNConfig, *, jobs: int = 1, cache: bool = True,
-                 cache_root: str | None = None, progress: bool = True) -> tuple[list[dict], np.ndarray]:
+                 cache_root: str | None = None, progress: bool = True) -> tuple[list[dict], list[np.ndarray]]:
     """:func:`prepare_utterance` for each utterance; also returns the static mel-cepstra list for GV.
 
     Features come from (and go to) the HMM system's feature cache: the same key, the same files.
