@@ -190,7 +190,7 @@ def model_facts(mode: str, speakers) -> dict:
     hmm_params, hmm_seconds, dnn = 0, 0.0, {"ff": [0, 0.0], "lstm": [0, 0.0]}
     for spk in speakers:
         v = voices(mode, spk)
-        arrays = v["hmm"]._arrays()
+        arrays = v["hmm"].to_arrays()
         hmm_params += int(sum(a.size for k, a in arrays.items() if k != "meta" and a.dtype.kind == "f"))
         hmm_seconds += float(v["hmm"].info["training_seconds"])
         info = v["dnn"].info

@@ -62,7 +62,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ttslab.classical.hmm import GMMEmission, Statistics, _log, accumulate, posteriors, viterbi
+from ttslab.classical.hmm import GMMEmission, Statistics, accumulate, posteriors, safe_log, viterbi
 from ttslab.data.corpus import Corpus, Segment, Utterance
 from ttslab.text.phoneset import PHONES
 
@@ -336,8 +336,8 @@ def composite_hmm(names: Sequence[str], models: dict[str, PhoneModel]) -> Compos
         A[a:b, a:b] = model.trans[1:-1, 1:-1]
         A[a:b] += model.trans[1:-1, -1][:, None] * enter[m + 1][None, :]
     return Composite(rows=np.concatenate([m.rows for m in instances]), owner=np.repeat(np.arange(M), sizes),
-                     log_start=_log(enter[0, :K]),
-                     log_trans=_log(A[:, :K]), log_end=_log(A[:, K]),
+                     log_start=safe_log(enter[0, :K]),
+                     log_trans=safe_log(A[:, :K]), log_end=safe_log(A[:, K]),
                      min_frames=sum(m.min_frames for m in instances))
 
 

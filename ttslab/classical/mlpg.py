@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 import scipy.linalg
 
-from ttslab.dsp.deltas import DELTA_WINDOWS, _check_windows, delta_features, delta_window_matrix
+from ttslab.dsp.deltas import DELTA_WINDOWS, check_windows, delta_features, delta_window_matrix
 
 __all__ = [
     "mlpg", "mlpg_dense", "mlpg_segments", "mlpg_gv", "gv_objective",
@@ -50,7 +50,7 @@ Windows = Sequence[Sequence[float]]
 
 def _check_inputs(means, variances, windows: Windows):
     """Validate shapes/values; return ``(means, precisions, wins, D)`` as float64 arrays."""
-    wins = _check_windows(windows)
+    wins = check_windows(windows)
     K = len(wins)
     means = np.asarray(means, dtype=np.float64)
     if means.ndim != 2 or means.shape[0] == 0:

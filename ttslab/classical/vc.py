@@ -125,11 +125,8 @@ class VCConfig:
             raise ValueError(f"gv must be one of {GV_METHODS}, got {self.gv!r}")
 
     @classmethod
-    def for_mode(cls, mode: str | None = None, **overrides) -> VCConfig:
+    def for_mode(cls, mode: str, **overrides) -> VCConfig:
         """Defaults for ``"ci"`` (4 components, 15 EM iterations: seconds) or ``"full"`` (16 components)."""
-        from ttslab.config import mode as default_mode
-
-        mode = mode or default_mode()
         if mode not in ("ci", "full"):
             raise ValueError(f"mode must be 'ci' or 'full', got {mode!r}")
         base = {"n_components": 4, "max_iter": 15, "max_frames": 10000} if mode == "ci" else {}

@@ -29,7 +29,7 @@ import scipy.sparse
 DELTA_WINDOWS: tuple[tuple[float, ...], ...] = ((1.0,), (-0.5, 0.0, 0.5), (1.0, -2.0, 1.0))
 
 
-def _check_windows(windows: Sequence[Sequence[float]]) -> list[np.ndarray]:
+def check_windows(windows: Sequence[Sequence[float]]) -> list[np.ndarray]:
     wins = [np.asarray(w, dtype=np.float64) for w in windows]
     if not wins:
         raise ValueError("need at least one window, e.g. DELTA_WINDOWS")
@@ -54,7 +54,7 @@ def delta_features(x, windows: Sequence[Sequence[float]] = DELTA_WINDOWS) -> np.
         raise ValueError("features contain NaN or infinite values; fix them before computing deltas")
     T = len(x)
     out = []
-    for w in _check_windows(windows):
+    for w in check_windows(windows):
         L = len(w) // 2
         idx = np.clip(np.arange(T)[:, None] + np.arange(-L, L + 1)[None, :], 0, T - 1)  # (T, 2L+1)
         out.append(np.einsum("tkd,k->td", x[idx], w))
@@ -70,7 +70,7 @@ def delta_window_matrix(T: int, windows: Sequence[Sequence[float]] = DELTA_WINDO
     """
     if T < 1:
         raise ValueError(f"need at least one frame, got T={T}")
-    wins = _check_windows(windows)
+    wins = check_windows(windows)
     K = len(wins)
     rows, cols, vals = [], [], []
     for k, w in enumerate(wins):

@@ -18,7 +18,7 @@ Choices, and why:
   MSE); the HMM's 5-state split is a property of the HMM. Durations are made whole on the running
   sum (:func:`durations_to_frames`), so the total is kept and every phone gets a frame.
 * **The same frames as the HMM system** (5 ms hop 110, mcep order 34, Harvest F0, the same feature
-  cache: :func:`ttslab.classical.hts.extract_features`), so both are measured on equal terms.
+  cache: :func:`ttslab.dsp.streams.extract_features`), so both are measured on equal terms.
 * **Continuous log-F0 + a separate V/UV output** (Yu & Young 2011), the usual DNN choice: the
   network predicts the interpolated log-F0 contour everywhere and a voicing logit (binary
   cross-entropy; every other output is MSE on z-scored values, each output dimension weighted alike).
@@ -58,6 +58,8 @@ from torch import nn
 from ttslab.classical.mlpg import mlpg, mlpg_gv
 from ttslab.dsp.normalize import Normalizer
 from ttslab.dsp.spectral import SAMPLE_RATE
+from ttslab.dsp.streams import WorldFeatureConfig
+from ttslab.text.frontend import EspeakVoice, segments_for
 
 __all__ = ["DNNConfig", "DurationModel", "AcousticModel", "DNNVoice", "duration_loss", "acoustic_loss",
            "durations_to_frames", "KINDS", "LINGUISTIC_DIM", "FORMAT_VERSION"]
@@ -98,7 +100,7 @@ class DNNConfig:
     duration_layers: int = 2
     duration_scale: float = 50.0       # frames that map to 1.0 in the position features (250 ms)
     lf0_weight: float = 1.0            # loss weight of the 3 log-F0 outputs (1: every output alike)
-    # features (as ttslab.classical.hts.HTSConfig: the same cache)
+    # features (ttslab.dsp.streams.WorldFeatureConfig, as the HMM voices: the same cache)
     hop: int = 110
     mcep_order: int = 34
     bap_dim: int = 2                   # WORLD's coded aperiodicity bands at 22050 Hz
@@ -165,12 +167,9 @@ class DNNConfig:
     def frame_shift_ms(self) -> float:
         return 1000.0 * self.hop / SAMPLE_RATE
 
-    def feature_config(self, **overrides):
-        """The :class:`ttslab.classical.hts.HTSConfig` whose features (and cache) these nets use."""
-        from ttslab.classical.hts import HTSConfig
-
-        return HTSConfig(hop=self.hop, mcep_order=self.mcep_order, f0_floor=self.f0_floor, f0_ceil=self.f0_ceil,
-                         f0_method=self.f0_method, **overrides)
+    def feature_config(self) -> WorldFeatureConfig:
+        """The WORLD analysis these nets predict; it alone keys the feature cache (shared with the HMM voices)."""
+        return WorldFeatureConfig.of(self)
 
     def stream_slices(self) -> dict[str, slice]:
         """Columns of each stream ``[static | Δ | Δ²]`` in the continuous outputs.
@@ -436,13 +435,7 @@ class DNNVoice(nn.Module):
     # -- from input to features
 
     def _segments(self, item) -> list:
-        from ttslab.classical.hts import _as_segments, text_to_segments
-
-        if isinstance(item, str):
-            return text_to_segments(item, self.frontend)
-        if hasattr(item, "segments"):  # an Utterance: its labels are what the front-end makes of its text
-            return list(item.segments) if item.segments is not None else text_to_segments(item.text, self.frontend)
-        return _as_segments(item)
+        return segments_for(item, EspeakVoice.from_dict(self.frontend))
 
     def linguistic(self, segments: Sequence) -> np.ndarray:
         """``(P, 498)`` linguistic features of the segments (warns about phones never seen in training)."""
@@ -467,7 +460,7 @@ class DNNVoice(nn.Module):
 
     def oracle_durations(self, utterance) -> np.ndarray:
         """Frames per phone ``(P,)`` of a corpus utterance, cut exactly as in training (they sum to its frames)."""
-        from ttslab.classical.hts import phone_frame_ranges
+        from ttslab.dsp.streams import phone_frame_ranges
         from ttslab.dsp.spectral import num_frames
 
         if utterance.segments is None:
