@@ -104,6 +104,15 @@ def test_mismatch_is_corrupt_whatever_the_source(small):
         load_checkpoint(path)
 
 
+def test_given_checksum_outranks_the_sidecar(small):
+    """A damaged copy may carry a sidecar that matches its damage (the registry case): sha256= decides."""
+    path, digest = small
+    _flip(path, at=-30)
+    write_sidecar(path)  # the sidecar now vouches for the damaged bytes
+    with pytest.raises(CheckpointError, match=r"corrupt or was changed.*sha256= given"):
+        load_checkpoint(path, sha256=digest)
+
+
 def test_bad_arguments_are_refused_early(small):
     path, digest = small
     with pytest.raises(ValueError, match="64 hexadecimal digits"):
