@@ -172,3 +172,12 @@ def test_pretrained_checks_against_the_registry(tmp_path, monkeypatch):
     _flip(weights / entry["file"], at=-100)
     with pytest.raises(CheckpointError, match="corrupt"):
         pretrained.path(name)
+
+
+def test_doctests():
+    import doctest
+
+    import ttslab.checkpoint
+
+    result = doctest.testmod(ttslab.checkpoint, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
