@@ -283,9 +283,10 @@ def test_non_utf8_metadata_names_file_line_byte_and_fix(ljspeech):
     lines = meta.read_text(encoding="utf-8").splitlines()
     lines[2] = "LJ001-0010|in 1453 it was caf\u00e9|in fourteen fifty-three it was caf\u00e9"
     meta.write_bytes(("\n".join(lines) + "\n").encode("cp1252"))
-    with pytest.raises(TextEncodingError, match=r"metadata\.csv:3: byte 0xE9 at column 30 is not UTF-8 "
-                                                r"\(it reads as Windows-1252/Latin-1: 'LJ001-0010\|in 1453 it was caf\u00e9.*"
-                                                r"iconv -f CP1252 -t UTF-8 metadata\.csv") as e:
+    expected = (r"metadata\.csv:3: byte 0xE9 at column 30 is not UTF-8 "
+                r"\(it reads as Windows-1252/Latin-1: 'LJ001-0010\|in 1453 it was caf\u00e9.*"
+                r"iconv -f CP1252 -t UTF-8 metadata\.csv")
+    with pytest.raises(TextEncodingError, match=expected) as e:
         read_ljspeech(ljspeech)
     assert isinstance(e.value, ValueError) and e.value.__cause__ is None and str(meta) in str(e.value)
     meta.write_bytes(meta.read_bytes().decode("cp1252").encode("utf-16"))  # Windows "Unicode"

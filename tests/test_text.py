@@ -223,6 +223,7 @@ def test_number_helpers():
     ("4/31/21", "four slash thirty one slash twenty one"),
     ("2021-02-30", "twenty twenty one dash zero two dash thirty"),
     ("Feb 30, 2020", "february thirty, twenty twenty"),
+    ("On 31 April", "on thirty one april"),
     ("3/0", "three slash zero"),
     # exponent notation keeps the exponent's sign and is read as a power of ten
     ("1e-5", "one times ten to the minus five"),

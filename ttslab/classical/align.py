@@ -424,16 +424,18 @@ class ForcedAligner:
     # --- inputs
 
     def _item(self, entry) -> _Item:
-        """An Utterance (audio + :func:`transcript`) or an ``(audio, phones, sample_rate)`` triple -> features + phones."""
+        """An Utterance (audio + :func:`transcript`) or an ``(audio, phones, sample_rate)`` triple -> features
+        + phones."""
         if isinstance(entry, Utterance):
             tr = transcript(entry, sp=self.config.sp_model, lexicon=self.lexicon)
             audio = entry.load_audio(sample_rate=self.config.sample_rate)
             return _Item(entry.id, mfcc_features(audio, self.config), _check_phones(tr.phones),
                          tr.word_index, tr.stress, len(audio))
         if not isinstance(entry, (tuple, list)) or len(entry) != 3:
-            raise TypeError(f"training items must be Utterances or (audio, phones, sample_rate) triples, got "
-                            f"{type(entry).__name__}{f' of length {len(entry)}' if isinstance(entry, (tuple, list)) else ''}"
-                            f"; the sample rate is needed to check the audio is at {self.config.sample_rate} Hz")
+            got = f"{type(entry).__name__} of length {len(entry)}" if isinstance(entry, (tuple, list)) else \
+                type(entry).__name__
+            raise TypeError(f"training items must be Utterances or (audio, phones, sample_rate) triples, got {got}; "
+                            f"the sample rate is needed to check the audio is at {self.config.sample_rate} Hz")
         audio, phones, sample_rate = entry
         audio = self._checked_audio(audio, sample_rate)
         return _Item("<audio>", mfcc_features(audio, self.config), _check_phones(phones), n_samples=len(audio))

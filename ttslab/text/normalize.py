@@ -485,8 +485,9 @@ def expand_dates(text: str, date_order: str = "mdy") -> str:
     def day_month(m):
         d = int(m.group(1))
         y = int(m.group(3)) if m.group(3) else None
-        if not _is_date(month_num(m.group(2)), d, y):
-            return m.group(0)[:m.start(2) - m.start()] + MONTHS[month_num(m.group(2)) - 1] + m.group(0)[m.end(2) - m.start():]
+        if not _is_date(month_num(m.group(2)), d, y):  # "30 Feb": the month is still named in full
+            whole, a, b = m.group(0), m.start(2) - m.start(), m.end(2) - m.start()
+            return whole[:a] + MONTHS[month_num(m.group(2)) - 1] + whole[b:]
         words = date_to_words(month_num(m.group(2)), d, y, day_first=True)
         # "on the 21st of June" already has its article
         return words[4:] if re.search(r"\bthe\s+$", m.string[:m.start()], re.I) else words
