@@ -515,8 +515,16 @@ class VoiceConverter:
         return atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path) -> VoiceConverter:
-        """Read a model written by :meth:`save`; ``ValueError`` if the file is corrupt or was changed."""
+    def load(cls, path, sha256: str | None = None, *, verify: bool = True) -> VoiceConverter:
+        """Read a model written by :meth:`save`; ``ValueError`` if the file is corrupt or was changed.
+
+        The file holds its own checksum, so it needs no sidecar; ``sha256`` (or a ``.sha256`` sidecar)
+        also checks the file's bytes, and ``verify=False`` skips every check (see
+        :func:`ttslab.checkpoint.verify_file`)."""
+        from ttslab.checkpoint import verify_file
+
+        if Path(path).is_file():  # a missing file keeps raising FileNotFoundError from np.load below
+            verify_file(path, sha256, verify=verify, self_checked=True, what="voice-conversion model", error=ValueError)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
@@ -525,7 +533,7 @@ class VoiceConverter:
                 raise
             raise ValueError(f"{path} is not a readable voice-conversion model ({exc})") from None
         stored = str(arrays.pop("sha256", ""))
-        if stored != _digest(arrays):
+        if verify and stored != _digest(arrays):
             raise ValueError(f"checksum mismatch in {path}: the file is corrupt or was modified; retrain or re-copy it")
         meta = json.loads(str(arrays["meta_json"]))
         if meta["format_version"] != FORMAT_VERSION:

@@ -561,11 +561,13 @@ class DNNVoice(nn.Module):
                                extra=extra, half=half)
 
     @classmethod
-    def load(cls, path, sha256: str | None = None) -> DNNVoice:
-        """Read a voice written by :meth:`save` (checksum verified; ``CheckpointError`` when damaged)."""
+    def load(cls, path, sha256: str | None = None, *, verify: bool = True) -> DNNVoice:
+        """Read a voice written by :meth:`save`, after checking its SHA-256 against ``sha256`` or the
+        ``.sha256`` sidecar; ``CheckpointError`` when damaged or when there is no checksum to check
+        (``verify=False`` loads an unverifiable file at your own risk; see :func:`ttslab.checkpoint.verify_file`)."""
         from ttslab.checkpoint import CheckpointError, load_checkpoint
 
-        payload = load_checkpoint(path, sha256=sha256)
+        payload = load_checkpoint(path, sha256=sha256, verify=verify)
         extra = payload["extra"]
         if extra.get("format_version") != FORMAT_VERSION or "config" not in payload["model_config"]:
             raise CheckpointError(f"{path} is not a DNN voice of format {FORMAT_VERSION} "

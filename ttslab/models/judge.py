@@ -274,11 +274,13 @@ class PhoneRecognizer(nn.Module):
                                extra=extra, half=half)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, sha256: str | None = None) -> "PhoneRecognizer":
-        """Load a saved judge (checksum verified; ``CheckpointError`` when corrupt); in eval mode."""
+    def from_checkpoint(cls, path: str | Path, sha256: str | None = None, *, verify: bool = True) -> "PhoneRecognizer":
+        """Load a saved judge in eval mode, after checking its SHA-256 against ``sha256`` or the
+        ``.sha256`` sidecar; ``CheckpointError`` when corrupt or when there is no checksum to check
+        (``verify=False`` loads an unverifiable file at your own risk; see :func:`ttslab.checkpoint.verify_file`)."""
         from ttslab.checkpoint import CheckpointError, load_checkpoint
 
-        state = load_checkpoint(path, sha256=sha256)
+        state = load_checkpoint(path, sha256=sha256, verify=verify)
         cfg = dict(state["model_config"])
         if cfg.pop("kind", None) != KIND:
             raise CheckpointError(f"{path} is not a judge checkpoint (model_config kind is not {KIND!r})")
@@ -288,9 +290,9 @@ class PhoneRecognizer(nn.Module):
         return model.eval()
 
 
-def from_checkpoint(path: str | Path, sha256: str | None = None) -> PhoneRecognizer:
+def from_checkpoint(path: str | Path, sha256: str | None = None, *, verify: bool = True) -> PhoneRecognizer:
     """:meth:`PhoneRecognizer.from_checkpoint` as a function."""
-    return PhoneRecognizer.from_checkpoint(path, sha256=sha256)
+    return PhoneRecognizer.from_checkpoint(path, sha256=sha256, verify=verify)
 
 
 def ctc_greedy_decode(frame_ids: Sequence[int], blank: int = BLANK) -> list[int]:

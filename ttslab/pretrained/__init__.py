@@ -8,7 +8,8 @@ the training time; ``logs/<name>.json`` holds the training log (losses per step,
 True
 
 ``load(name)`` verifies the checksum against the registry (not just the sidecar next to the file,
-which a corrupted copy could carry along) and builds the model with its class's ``from_checkpoint``.
+which a corrupted copy could carry along: the registry's ``sha256`` is passed as the loader's
+``sha256=``) and builds the model with its class's ``from_checkpoint``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import importlib
 import json
 from pathlib import Path
 
-from ttslab.checkpoint import CheckpointError, load_checkpoint
+from ttslab.checkpoint import CheckpointError, verify_file
 
 ROOT = Path(__file__).resolve().parent
 WEIGHTS = ROOT / "weights"
@@ -57,7 +58,7 @@ def path(name: str) -> Path:
     """Path of a registered checkpoint after checking its SHA-256 against the registry."""
     e = entry(name)
     p = WEIGHTS / e["file"]
-    load_checkpoint(p, sha256=e["sha256"])  # raises CheckpointError with advice when missing/corrupt
+    verify_file(p, e["sha256"])  # raises CheckpointError with advice when missing/corrupt
     return p
 
 

@@ -2,7 +2,7 @@
 
 :func:`normalize_text` runs a fixed chain of small passes (each usable on its own)::
 
-    check characters -> currency -> dates -> ranges -> times -> percentages -> units -> ordinals
+    check characters -> currency -> dates -> exponents -> ranges -> times -> percentages -> units -> ordinals
     -> fractions -> abbreviations -> decades -> letters|digits -> acronyms -> numbers -> cleanup
 
 Conventions (US English, chosen so that the CMU dictionary has every output word):
@@ -15,6 +15,13 @@ Conventions (US English, chosen so that the CMU dictionary has every output word
 * Numeric dates are month/day/year by default (``date_order="mdy"``, US); pass ``"dmy"`` for
   day/month/year. ``5/3/2021`` is then "may third, twenty twenty one" (mdy) or "march fifth, ..."
   (dmy). ISO dates (2021-03-05) are always year-month-day. Two-part ``a/b`` is a fraction.
+  Numbers that look like a date but are not one (month 0 or 13, day 0, "2/30", "2/29" outside a
+  leap year) are read as the numbers they are, with the separator spoken: "3/0/2020" -> "three
+  slash zero slash twenty twenty" (a reader sees a typo or a code, not a fraction or a date).
+* A minus sign before or after a currency symbol is read first: "-$5" and "$-5" -> "minus five
+  dollars", "-$0.50" -> "minus fifty cents".
+* Exponent notation is read as a power of ten: "1e-5" -> "one times ten to the minus five",
+  "6.02e23" -> "six point zero two times ten to the twenty three".
 * ``St.`` is "saint" before a capitalized name unless it follows a name or a number (then
   "street"); ``Dr.`` is "drive" after a capitalized word when no name follows, else "doctor".
 * Words of two or more capital letters are spelled letter by letter ("FBI" -> "f b i") unless they
@@ -107,6 +114,12 @@ def number_to_words(number: int | float | str) -> str:
     'two billion three hundred forty thousand seven'
     >>> number_to_words("-1,250"), number_to_words("3.14"), number_to_words(".5")
     ('minus one thousand two hundred fifty', 'three point one four', 'point five')
+
+    Exponent notation (strings, or floats Python writes that way) is read by
+    :func:`scientific_to_words`:
+
+    >>> number_to_words("2.5E+3"), number_to_words(1e-05)
+    ('two point five times ten to the three', 'one times ten to the minus five')
     """
     if isinstance(number, bool):
         raise TypeError("number_to_words got a bool")
@@ -114,11 +127,12 @@ def number_to_words(number: int | float | str) -> str:
         if number != number or number in (float("inf"), float("-inf")):
             raise ValueError(f"cannot read {number!r} as a number")
         number = repr(number)
-        if "e" in number:
-            raise ValueError(f"{number} is in exponent notation; pass it as a string of digits")
     s = str(number).strip().replace(",", "")
     if s.startswith(("-", "−")):
         return "minus " + number_to_words(s[1:])
+    exp = re.fullmatch(r"(\d+(?:\.\d+)?|\.\d+)[eE]([-+−]?\d+)", s)
+    if exp:
+        return scientific_to_words(exp.group(1), exp.group(2))
     m = re.fullmatch(r"(\d*)(?:\.(\d+))?", s)
     if not m or not (m.group(1) or m.group(2)):
         raise ValueError(f"not a number: {number!r}")
@@ -139,6 +153,22 @@ def number_to_words(number: int | float | str) -> str:
     if frac_part:
         words += ["point", digits_to_words(frac_part)]
     return " ".join(words)
+
+
+def scientific_to_words(mantissa: str, exponent: str | int) -> str:
+    """A number in exponent notation, ``mantissa`` x 10^``exponent``, as people read it aloud.
+
+    The exponent keeps its sign (``1e-5`` is 10^-5, a hundred thousandth, not 10^5) and loses its
+    padding zeros ("e-05" is "minus five"); a "+" is not read.
+
+    >>> scientific_to_words("1", "-5"), scientific_to_words("6.02", "23"), scientific_to_words("2.5", "+03")
+    ('one times ten to the minus five', 'six point zero two times ten to the twenty three', 'two point five times ten to the three')
+    """
+    exponent = str(exponent).strip().replace("−", "-")
+    if not re.fullmatch(r"[-+]?\d+", exponent):
+        raise ValueError(f"exponent must be an integer like '-5' or '+3', got {exponent!r}")
+    sign = "minus " if exponent.startswith("-") else ""
+    return f"{number_to_words(mantissa)} times ten to the {sign}{number_to_words(int(exponent.lstrip('+-')))}"
 
 
 def ordinal_to_words(n: int) -> str:
@@ -231,11 +261,19 @@ def currency_to_words(amount: str, symbol: str = "$", scale: str | None = None) 
     ('five dollars and fifty cents', 'one pound', 'ninety nine cents')
     >>> currency_to_words("1,000"), currency_to_words("2.5", "$", "million")
     ('one thousand dollars', 'two point five million dollars')
+
+    A leading minus sign is read first, and the rest is read as without it (a debt of half a
+    dollar is "minus zero point five dollars" when written "-0.5", "minus fifty cents" when "-0.50"):
+
+    >>> currency_to_words("-0.50"), currency_to_words("-0.5"), currency_to_words("-5")
+    ('minus fifty cents', 'minus zero point five dollars', 'minus five dollars')
     """
     if symbol not in CURRENCIES:
         raise ValueError(f"unknown currency symbol {symbol!r}; known: {sorted(CURRENCIES)}")
     one, many, sub_one, sub_many = CURRENCIES[symbol]
-    amount = amount.replace(",", "")
+    amount = amount.strip().replace(",", "")
+    if amount.startswith(("-", "−")):
+        return "minus " + currency_to_words(amount[1:], symbol, scale)
     if scale:
         return f"{number_to_words(amount)} {scale} {many}"
     whole, _, frac = amount.partition(".")
@@ -303,11 +341,30 @@ def date_to_words(month: int, day: int | None = None, year: int | None = None, d
     return text
 
 
+def _is_date(month: int, day: int, year: int | None = None) -> bool:
+    """Whether ``day`` exists in ``month`` (of ``year``; without a year February 29th is allowed).
+
+    A two-digit year is its own leap-year test ("24" like 2024: ``year % 4`` decides below 100).
+
+    >>> _is_date(2, 29, 2024), _is_date(2, 29, 2021), _is_date(2, 29), _is_date(4, 31), _is_date(0, 5)
+    (True, False, True, False, False)
+    """
+    import calendar
+
+    if not 1 <= month <= 12:
+        return False
+    last = calendar.monthrange(2000 if year is None else year, month)[1]  # 2000 is a leap year
+    return 1 <= day <= last
+
+
 def _two_digit_year(y: str) -> str:
     return f"oh {_ONES[int(y)]}" if len(y) == 2 and y[0] == "0" else year_to_words(int(y))
 
 
 _NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+#: A minus sign: "-" or "−" at the start or after whitespace, a bracket, a quote or "=" ("x=-5"), so
+#: that the hyphen in "a-5" or the range dash in "5-$3" is not read as "minus".
+_SIGN = r"(?<![^\s(\[\"'=])[-−]"
 
 
 #: Scale letters glued to money amounts ($1.2M, €2.5bn, $10K).
@@ -321,21 +378,30 @@ def expand_currency(text: str) -> str:
     'It costs five dollars and fifty cents, or three pounds, or two euros, or one point two billion dollars.'
     >>> expand_currency("$1.2M, €2.5bn and $10K")
     'one point two million dollars, two point five billion euros and ten thousand dollars'
+
+    A minus sign before the symbol or between symbol and number is read:
+
+    >>> expand_currency("-$0.50, $-0.5 and -5€")
+    'minus fifty cents, minus zero point five dollars and minus five euros'
     """
     syms = re.escape("".join(CURRENCIES))
+    lead = rf"({_SIGN})?([{syms}])\s?([-−])?"  # groups: sign before, symbol, sign after the symbol
+
+    def sign(m) -> str:
+        return "-" if m.group(1) or m.group(3) else ""
 
     def before(m):
-        return currency_to_words(m.group(2), m.group(1), m.group(3))
+        return currency_to_words(sign(m) + m.group(4), m.group(2), m.group(5))
 
     def after(m):
-        return currency_to_words(m.group(1), m.group(3))
+        return currency_to_words((m.group(1) or "") + m.group(2), m.group(4))
 
     def before_abbreviated(m):  # $1.2M, €2.5bn, $10K: a scale letter glued to the number
-        return currency_to_words(m.group(2), m.group(1), SCALE_ABBREVIATIONS[m.group(3).lower()])
+        return currency_to_words(sign(m) + m.group(4), m.group(2), SCALE_ABBREVIATIONS[m.group(5).lower()])
 
-    text = re.sub(rf"([{syms}])\s?({_NUM})(k|m|bn|b|tn)\b", before_abbreviated, text, flags=re.IGNORECASE)
-    text = re.sub(rf"([{syms}])\s?({_NUM})(?:\s+({_SCALE_WORDS})\b)?", before, text)
-    return re.sub(rf"(?<![\w.])({_NUM})(\s?)([{syms}])", after, text)
+    text = re.sub(rf"{lead}({_NUM})(k|m|bn|b|tn)\b", before_abbreviated, text, flags=re.IGNORECASE)
+    text = re.sub(rf"{lead}({_NUM})(?:\s+({_SCALE_WORDS})\b)?", before, text)
+    return re.sub(rf"({_SIGN})?(?<![\w.])({_NUM})(\s?)([{syms}])", after, text)
 
 
 def _final_period(m: re.Match) -> str:
@@ -372,8 +438,14 @@ def expand_times(text: str) -> str:
 def expand_dates(text: str, date_order: str = "mdy") -> str:
     """Dates: "March 5, 2021", "5 March 2021", "Mar. 5th", "5/3/2021" and ISO "2021-03-05".
 
-    ``date_order`` ("mdy" US default, or "dmy") says how to read numeric d/m/y dates; a numeric
-    date that is not a valid date in that order is left alone.
+    ``date_order`` ("mdy" US default, or "dmy") says how to read numeric d/m/y dates. A numeric
+    date that is not a date in that order (month 0 or over 12, day 0 or past the month's last day,
+    February 29th outside a leap year) is read as its numbers with the separator spoken, since a
+    reader would not invent a date for it; a month name with an impossible day keeps its number
+    ("Feb 30" -> "february 30").
+
+    >>> expand_dates("3/0/2020, 2/30/21, 2021-13-05 and 2/29/2024")
+    '3 slash 0 slash 2020, 2 slash 30 slash 21, 2021 dash 13 dash 05 and february twenty ninth, twenty twenty four'
 
     >>> expand_dates("On March 5, 2021 and 4 July 1776.")
     'On march fifth, twenty twenty one and the fourth of july seventeen seventy six.'
@@ -392,29 +464,30 @@ def expand_dates(text: str, date_order: str = "mdy") -> str:
 
     def iso(m):
         y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        if not (1 <= mo <= 12 and 1 <= d <= 31):
-            return m.group(0)
+        if not _is_date(mo, d, y):
+            return " dash ".join(m.groups())
         return date_to_words(mo, d, y)
 
     def numeric(m):
         a, b, y = int(m.group(1)), int(m.group(2)), m.group(3)
         mo, d = (a, b) if date_order == "mdy" else (b, a)
-        if not (1 <= mo <= 12 and 1 <= d <= 31):
-            return m.group(0)
+        if not _is_date(mo, d, int(y)):
+            return " slash ".join(m.groups())
         return f"{date_to_words(mo, d)}, {_two_digit_year(y) if len(y) == 2 else year_to_words(int(y))}"
 
     def month_day(m):
         d = int(m.group(2))
-        if not 1 <= d <= 31:
-            return m.group(0)
         y = int(m.group(3)) if m.group(3) else None
+        if not _is_date(month_num(m.group(1)), d, y):  # "Feb 30": the month is still named in full
+            return MONTHS[month_num(m.group(1)) - 1] + m.group(0)[len(m.group(1)):]
         return date_to_words(month_num(m.group(1)), d, y)
 
     def day_month(m):
         d = int(m.group(1))
-        if not 1 <= d <= 31:
-            return m.group(0)
         y = int(m.group(3)) if m.group(3) else None
+        if not _is_date(month_num(m.group(2)), d, y):  # "30 Feb": the month is still named in full
+            whole, a, b = m.group(0), m.start(2) - m.start(), m.end(2) - m.start()
+            return whole[:a] + MONTHS[month_num(m.group(2)) - 1] + whole[b:]
         words = date_to_words(month_num(m.group(2)), d, y, day_first=True)
         # "on the 21st of June" already has its article
         return words[4:] if re.search(r"\bthe\s+$", m.string[:m.start()], re.I) else words
@@ -487,14 +560,30 @@ def expand_ordinals(text: str) -> str:
 
 
 def expand_fractions(text: str) -> str:
-    """Fractions ``a/b`` of integers (dates were expanded before).
+    """Fractions ``a/b`` of integers (dates were expanded before); ``a/0`` is no fraction, so its
+    slash is spoken.
 
-    >>> expand_fractions("add 1/2 cup and 3/4 spoon")
-    'add one half cup and three quarters spoon'
+    >>> expand_fractions("add 1/2 cup and 3/4 spoon, not 3/0")
+    'add one half cup and three quarters spoon, not 3 slash 0'
     """
     return re.sub(r"(?<![\w./])(\d+)/(\d+)(?![\w/])",
-                  lambda m: fraction_to_words(int(m.group(1)), int(m.group(2))) if int(m.group(2)) else m.group(0),
+                  lambda m: (fraction_to_words(int(m.group(1)), int(m.group(2))) if int(m.group(2))
+                             else f"{m.group(1)} slash {m.group(2)}"),
                   text)
+
+
+def expand_scientific(text: str) -> str:
+    """Numbers in exponent notation ("1e-5", "2.5E+3", "6.02e23"), read by :func:`scientific_to_words`.
+
+    Runs before units and letter/digit splitting, which would otherwise read "1e-5" as "one e five".
+
+    >>> expand_scientific("c is 3e8 m/s, eps=-1e-5 and N = 6.02E+23.")
+    'c is three times ten to the eight m/s, eps=minus one times ten to the minus five and N = six point zero two times ten to the twenty three.'
+    """
+    def repl(m):
+        return ("minus " if m.group(1) else "") + scientific_to_words(m.group(2), m.group(3))
+
+    return re.sub(rf"({_SIGN})?(?<![\w.])(\d+(?:\.\d+)?|\.\d+)[eE]([-+−]?\d+)(?!\w|\.\d)", repl, text)
 
 
 def split_letters_digits(text: str) -> str:
@@ -558,8 +647,7 @@ def expand_numbers(text: str) -> str:
     text = re.sub(r"(?<![\w.])\d+(?:\.\d+){2,}(?![\w.]\w)",
                   lambda m: " point ".join(number_to_words(p) for p in m.group(0).split(".")), text)
     text = split_letters_digits(text)
-    # "-" is a minus sign only at the start or after whitespace/brackets/quotes (not in "a-5")
-    text = re.sub(rf"((?<![^\s(\[\"'])-)?(?<![\w.])({_NUM})", number, text)
+    text = re.sub(rf"({_SIGN})?(?<![\w.])({_NUM})", number, text)  # _SIGN: not the hyphen of "a-5"
     # digits no rule above could read (e.g. "1.2.") are read one by one rather than dropped
     return re.sub(r"\d+", lambda m: " " + digits_to_words(m.group(0)) + " ", text)
 
@@ -842,6 +930,7 @@ def normalize_text(text: str, *, lowercase: bool = True, on_unknown: str = "rais
     out = re.sub(r"[ \t\r\n]+", " ", out).strip()
     out = expand_currency(out)
     out = expand_dates(out, date_order)
+    out = expand_scientific(out)
     out = expand_ranges(out)
     out = expand_times(out)
     out = expand_percent(out)

@@ -206,11 +206,12 @@ class NeuralVocoder(nn.Module):
         return save_checkpoint(path, self, model_config=asdict(self.config), extra=extra, half=half, **state)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, sha256: str | None = None) -> "NeuralVocoder":
-        """Load a checkpoint written by :meth:`save` (checksum verified, ``weights_only`` unpickling)."""
+    def from_checkpoint(cls, path: str | Path, sha256: str | None = None, *, verify: bool = True) -> "NeuralVocoder":
+        """Load a checkpoint written by :meth:`save` (checksum verified, ``weights_only`` unpickling);
+        ``verify=False`` loads a file with no sidecar and no ``sha256`` (see :func:`ttslab.checkpoint.verify_file`)."""
         from ttslab.checkpoint import CheckpointError, load_checkpoint
 
-        payload = load_checkpoint(path, sha256=sha256)
+        payload = load_checkpoint(path, sha256=sha256, verify=verify)
         try:
             model = cls(VocoderConfig(**payload["model_config"]))
             model.load_state_dict(payload["model"])

@@ -205,19 +205,26 @@ class Voice:
         return atomic_write_bytes(Path(path), buf.getvalue())
 
     @classmethod
-    def load(cls, path) -> Voice:
-        """Read a voice written by :meth:`save`; a damaged file raises :class:`VoiceFileError`."""
+    def load(cls, path, sha256: str | None = None, *, verify: bool = True) -> Voice:
+        """Read a voice written by :meth:`save`; a damaged file raises :class:`VoiceFileError`.
+
+        The file holds its own checksum, so it needs no sidecar; ``sha256`` (or a ``.sha256`` sidecar)
+        also checks the file's bytes, and ``verify=False`` skips every check (see
+        :func:`ttslab.checkpoint.verify_file`)."""
+        from ttslab.checkpoint import verify_file
+
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no trained voice at {path}; train one with "
                                     "ttslab.classical.hts.train_voice(corpus, speaker) and Voice.save(path)")
+        verify_file(path, sha256, verify=verify, self_checked=True, what="voice", error=VoiceFileError)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
             raise VoiceFileError(f"{path} is not a readable voice file (corrupt or truncated?): {exc}") from None
         stored = str(arrays.pop("checksum", ""))
-        if stored != _checksum(arrays):
+        if verify and stored != _checksum(arrays):
             raise VoiceFileError(f"{path} fails its checksum: the file is corrupt; train or copy it again")
         meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
         if meta["format_version"] != FORMAT_VERSION:

@@ -320,11 +320,12 @@ class FastSpeech(nn.Module):
         return save_checkpoint(path, self, model_config=self.config.to_dict(), extra=info, half=half, **state)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, sha256: str | None = None) -> "FastSpeech":
-        """Load a checkpoint written by :meth:`save` (checksum verified, ``weights_only`` unpickling)."""
+    def from_checkpoint(cls, path: str | Path, sha256: str | None = None, *, verify: bool = True) -> "FastSpeech":
+        """Load a checkpoint written by :meth:`save` (checksum verified, ``weights_only`` unpickling);
+        ``verify=False`` loads a file with no sidecar and no ``sha256`` (see :func:`ttslab.checkpoint.verify_file`)."""
         from ttslab.checkpoint import CheckpointError, load_checkpoint
 
-        payload = load_checkpoint(path, sha256=sha256)
+        payload = load_checkpoint(path, sha256=sha256, verify=verify)
         try:
             model = cls(FastSpeechConfig.from_dict(payload["model_config"]))
             model.load_state_dict(payload["model"])
@@ -338,6 +339,6 @@ def save_fastspeech(path: str | Path, model: FastSpeech, **kwargs) -> str:
     return model.save(path, **kwargs)
 
 
-def load_fastspeech(path: str | Path, sha256: str | None = None) -> FastSpeech:
+def load_fastspeech(path: str | Path, sha256: str | None = None, *, verify: bool = True) -> FastSpeech:
     """:meth:`FastSpeech.from_checkpoint` as a function."""
-    return FastSpeech.from_checkpoint(path, sha256=sha256)
+    return FastSpeech.from_checkpoint(path, sha256=sha256, verify=verify)
