@@ -30,6 +30,7 @@ LOADERS = {
     "vocoder": "ttslab.vocoders.neural:NeuralVocoder.from_checkpoint",
     "fastspeech": "ttslab.models.fastspeech:FastSpeech.from_checkpoint",
     "dnn_voice": "ttslab.models.dnn_spss:DNNVoice.load",
+    "hmm_voice": "ttslab.pretrained:load_hmm_voice",
 }
 
 
@@ -57,8 +58,32 @@ def path(name: str) -> Path:
     """Path of a registered checkpoint after checking its SHA-256 against the registry."""
     e = entry(name)
     p = WEIGHTS / e["file"]
-    load_checkpoint(p, sha256=e["sha256"])  # raises CheckpointError with advice when missing/corrupt
+    if e["kind"] == "hmm_voice":
+        _verify(p, e["sha256"])
+    else:
+        load_checkpoint(p, sha256=e["sha256"])  # raises CheckpointError with advice when missing/corrupt
     return p
+
+
+def _verify(p: Path, sha256: str) -> None:
+    """A file that is not a torch checkpoint (an HMM voice): present, and its SHA-256 as registered."""
+    from ttslab.io import sha256_file
+
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} not found; train it first (scripts/train_pretrained.py) "
+                              f"or check the path")
+    actual = sha256_file(p)
+    if actual != sha256:
+        raise CheckpointError(f"checkpoint {p} is corrupt or was changed: SHA-256 {actual[:12]}... does not "
+                              f"match the recorded {sha256[:12]}...; delete it and train or copy it again")
+
+
+def load_hmm_voice(p, *, sha256: str):
+    """An HTS-style HMM voice (:class:`ttslab.classical.hts.Voice`) after checking its SHA-256."""
+    from ttslab.classical import hts
+
+    _verify(Path(p), sha256)
+    return hts.Voice.load(p)
 
 
 def _resolve(spec: str):
