@@ -121,3 +121,20 @@ def test_tidy_gives_progress_bars_their_final_text_and_audio_ogg(tmp_path):
     assert run_notebooks.finalize_progress_bars(nb) == 0  # idempotent
     nbformat.validate(nb)
 
+
+
+def test_run_one_writes_the_tidied_notebook_back_in_place(tmp_path):
+    """The path the committed notebooks take: scripts/run_notebooks.py --in-place (run_series.sh --in-place)."""
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipywidgets")
+    source = tmp_path / "notebooks" / "99_tiny.ipynb"
+    source.parent.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(CELLS[0])]), source)
+    row = run_notebooks.run_one(source, tmp_path / "results" / "99_tiny.ipynb", timeout=120, in_place=True)
+    assert row["status"] == "ok" and row["bytes"] == source.stat().st_size
+    saved = nbformat.read(source, as_version=4)
+    assert not never_executed(saved)
+    (bar,) = [o for o in saved.cells[0].outputs if "data" in o]
+    assert bar["data"]["text/plain"].startswith("training: 100%|")
+    assert (tmp_path / "results" / "99_tiny.ipynb").read_text() == source.read_text()
