@@ -76,3 +76,17 @@ def test_unknown_name_and_damaged_copy_are_clear_errors(tmp_path, monkeypatch):
         (weights / e["file"]).unlink()
         with pytest.raises(CheckpointError, match="not found"):
             pretrained.load(name)
+
+
+def test_every_shipped_file_is_package_data():
+    """A wheel carries only what pyproject's package-data names: every weight, sidecar and log must match."""
+    import fnmatch
+    import tomllib
+
+    root = pretrained.ROOT.parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "ttslab.pretrained"]
+    shipped = [p.relative_to(pretrained.ROOT).as_posix() for p in pretrained.ROOT.rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"]
+    missing = [f for f in shipped if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
+    assert not missing, f"not in pyproject package-data, so missing from a wheel: {missing}"
