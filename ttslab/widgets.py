@@ -1,6 +1,6 @@
 """Listening to and looking at speech in notebooks.
 
-* :func:`play` – one clip as an ``IPython.display.Audio`` (base64 WAV, plays in saved notebooks).
+* :func:`play` – one clip as an ``IPython.display.Audio`` (base64 Ogg Vorbis, plays in saved notebooks).
 * :func:`compare` – an A/B grid: name, player, log-mel thumbnail and metrics per system.
 * :func:`synthesis_panel` – text box, speaker, rate, pitch and a *Synthesize* button around an
   injected ``synthesize(text, speaker=, rate=, pitch=) -> (audio, sr)`` callable.
@@ -9,11 +9,18 @@
 
 Why the HTML looks the way it does:
 
-* Audio is embedded as ``<audio controls src="data:audio/wav;base64,...">``. JupyterLab
+* Audio is embedded as ``<audio controls src="data:audio/ogg;base64,...">``. JupyterLab
   sanitizes HTML outputs of untrusted notebooks (any notebook you did not run yourself) and keeps
   ``src`` on ``<audio>`` but strips it from ``<source>``; IPython's own ``Audio`` uses
   ``<source src>`` and so is silent there. :func:`play` returns an ``Audio`` subclass that
   moves ``src`` onto ``<audio>``.
+* The clips are **Ogg Vorbis** (:func:`encode_audio`), which Chromium and Firefox play: at
+  libvorbis' default quality (q4, ~65 kbit/s for 22.05 kHz mono) a clip is a fifth of its 16-bit
+  WAV, and a notebook full of clips stays within the project's 2 MB budget. Clips keep the sample
+  rate they are given: the corpus and every vocoder run at 22050 Hz, and resampling to 16 kHz would
+  cut the 8–11 kHz band where fricatives and vocoder noise live, which several notebooks are about.
+  libsndfile gives every Ogg stream a random serial number; it is fixed here so that the same clip
+  always encodes to the same bytes (re-executed notebooks only change where the audio changed).
 * Grids are plain ``<table>`` markup with ``<img>`` data URIs, which survive the sanitizer,
   nbviewer and nbconvert.
 * Widget panels cannot play without a kernel, so :class:`SynthesisPanel` also displays a plain
@@ -110,20 +117,86 @@ def _shared_scale(clips: Iterable[np.ndarray]) -> float:
     return 1.0 if loudest <= 1.0 else 1.0 / loudest
 
 
+#: Embedded clips: Ogg Vorbis at libsndfile compression level 0.6 = Vorbis quality 0.4 (q4, libvorbis'
+#: default; transparent for speech in informal listening, SNR ~22 dB on speech as a waveform coder).
+AUDIO_MIME = "audio/ogg"
+VORBIS_COMPRESSION_LEVEL = 0.6
+_OGG_SERIAL = 0x7474736C  # "ttsl": a fixed stream serial number, so equal clips give equal bytes
+
+
+@functools.cache
+def _ogg_crc_table() -> tuple[int, ...]:
+    """CRC-32 of Ogg pages: polynomial 0x04C11DB7, not reflected, initial value 0, no final xor."""
+    table = []
+    for byte in range(256):
+        r = byte << 24
+        for _ in range(8):
+            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else r << 1
+        table.append(r & 0xFFFFFFFF)
+    return tuple(table)
+
+
+def _ogg_crc(page: bytes) -> int:
+    table, crc = _ogg_crc_table(), 0
+    for b in page:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ table[(crc >> 24) ^ b]
+    return crc
+
+
+def _with_fixed_serial(ogg: bytes, serial: int = _OGG_SERIAL) -> bytes:
+    """The Ogg stream with every page's serial number set to ``serial`` (page checksums redone)."""
+    out, pos = bytearray(), 0
+    while pos < len(ogg):
+        if ogg[pos:pos + 4] != b"OggS":
+            raise ValueError(f"not an Ogg page at byte {pos}")
+        n_segments = ogg[pos + 26]
+        size = 27 + n_segments + sum(ogg[pos + 27:pos + 27 + n_segments])
+        page = bytearray(ogg[pos:pos + size])
+        page[14:18] = serial.to_bytes(4, "little")
+        page[22:26] = bytes(4)
+        page[22:26] = _ogg_crc(page).to_bytes(4, "little")
+        out += page
+        pos += size
+    return bytes(out)
+
+
+def encode_audio(samples: np.ndarray, sr: int) -> tuple[bytes, str]:
+    """``(file bytes, MIME type)`` of a clip in [-1, 1]: Ogg Vorbis, or 16-bit WAV where libsndfile
+    has no Vorbis encoder (old builds).
+
+    >>> data, mime = encode_audio(np.zeros(100), 22050)
+    >>> mime, data[:4]
+    ('audio/ogg', b'OggS')
+    """
+    import soundfile
+
+    buffer = io.BytesIO()
+    try:
+        soundfile.write(buffer, np.asarray(samples, dtype=np.float32), sr, format="OGG", subtype="VORBIS",
+                        compression_level=VORBIS_COMPRESSION_LEVEL)
+        return _with_fixed_serial(buffer.getvalue()), AUDIO_MIME
+    except (soundfile.LibsndfileError, TypeError, ValueError):  # no Vorbis in this libsndfile
+        buffer = io.BytesIO()
+        soundfile.write(buffer, np.asarray(samples, dtype=np.float64), sr, format="WAV", subtype="PCM_16")
+        return buffer.getvalue(), "audio/wav"
+
+
 @functools.cache
 def _embedded_audio_class():
     """Build the ``Audio`` subclass on first use, so importing this module skips IPython."""
     from IPython.display import Audio
 
     class EmbeddedAudio(Audio):
-        """``IPython.display.Audio`` whose HTML survives JupyterLab's sanitizer (see module doc)."""
+        """``IPython.display.Audio`` whose HTML survives JupyterLab's sanitizer (see module doc);
+        ``data`` holds the encoded clip (Ogg Vorbis), ``mimetype`` its type."""
 
         def __init__(self, samples: np.ndarray, rate: int):
-            super().__init__(samples, rate=rate, normalize=False)  # WAV bytes in self.data
-            self.rate, self.duration_s = rate, len(samples) / rate
+            data, mimetype = encode_audio(samples, rate)
+            super().__init__(data=data)
+            self.mimetype, self.rate, self.duration_s = mimetype, rate, len(samples) / rate
 
         def _repr_html_(self):
-            return _audio_tag(self.data)
+            return _audio_tag(self.data, self.mimetype)
 
         def __repr__(self):  # the text/plain output: short, deterministic, informative
             return f"<Audio: {self.duration_s:.2f} s at {self.rate} Hz>"
@@ -136,10 +209,10 @@ def _make_audio(samples: np.ndarray, sr: int):
     return _embedded_audio_class()(samples, sr)
 
 
-def _audio_tag(wav: bytes) -> str:
-    """An ``<audio>`` element that carries its WAV as a data URI on the element itself."""
-    b64 = base64.b64encode(wav).decode("ascii")
-    return f'<audio controls="controls" src="data:audio/wav;base64,{b64}"></audio>'
+def _audio_tag(data: bytes, mimetype: str = AUDIO_MIME) -> str:
+    """An ``<audio>`` element that carries its clip as a data URI on the element itself."""
+    b64 = base64.b64encode(data).decode("ascii")
+    return f'<audio controls="controls" src="data:{mimetype};base64,{b64}"></audio>'
 
 
 def _bundle_of(display_object) -> dict[str, str]:
@@ -152,7 +225,7 @@ def play(audio: Any, sr: int = DEFAULT_SR, *, normalize: bool = False, label: st
 
     ``audio`` is 1-D float in [-1, 1], int16, or a torch tensor. With ``normalize=True`` the clip
     is scaled so its peak is 1; otherwise a peak above 1 is an error (it would clip). Returns an
-    ``IPython.display.Audio`` (WAV data in ``.data``), or with ``label`` an ``IPython.display.HTML``
+    ``IPython.display.Audio`` (Ogg Vorbis in ``.data``), or with ``label`` an ``IPython.display.HTML``
     showing the label in bold above the player.
     """
     sr = _check_sr(sr)

@@ -31,6 +31,7 @@ LOADERS = {
     "vocoder": "ttslab.vocoders.neural:NeuralVocoder.from_checkpoint",
     "fastspeech": "ttslab.models.fastspeech:FastSpeech.from_checkpoint",
     "dnn_voice": "ttslab.models.dnn_spss:DNNVoice.load",
+    "hmm_voice": "ttslab.classical.hts:Voice.load",
 }
 
 
@@ -62,8 +63,11 @@ def path(name: str) -> Path:
     return p
 
 
-def _resolve(spec: str):
-    module, _, attr = spec.partition(":")
+def loader(kind: str):
+    """The function that loads checkpoints of ``kind`` (``loader(kind)(path, sha256=...)``)."""
+    if kind not in LOADERS:
+        raise CheckpointError(f"unknown checkpoint kind {kind!r}; known: {sorted(LOADERS)}")
+    module, _, attr = LOADERS[kind].partition(":")
     obj = importlib.import_module(module)
     for part in attr.split("."):
         obj = getattr(obj, part)
@@ -73,10 +77,7 @@ def _resolve(spec: str):
 def load(name: str):
     """The model of a registered checkpoint, ready for inference (eval mode)."""
     e = entry(name)
-    if e["kind"] not in LOADERS:
-        raise CheckpointError(f"registry entry {name!r} has unknown kind {e['kind']!r}")
-    p = WEIGHTS / e["file"]
-    return _resolve(LOADERS[e["kind"]])(p, sha256=e["sha256"])
+    return loader(e["kind"])(WEIGHTS / e["file"], sha256=e["sha256"])
 
 
 def training_log(name: str) -> dict:
