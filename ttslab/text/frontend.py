@@ -127,8 +127,8 @@ def check_text(text: str, language: str = "en") -> None:
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if not text.strip():
-        raise TextError("empty text: give at least one word to synthesize")
+    if not any(ch.isalnum() for ch in text):
+        raise TextError(f"empty text {text!r}: nothing to speak but punctuation or whitespace; give at least one word")
     for i, ch in enumerate(text):
         if 0xD800 <= ord(ch) <= 0xDFFF:
             raise TextError(
