@@ -143,6 +143,18 @@ def test_mlpg_equals_brute_force_least_squares_at_every_frame(T, windows, edges)
     np.testing.assert_allclose(mlpg_dense(means, variances, windows, edges=edges), expected, rtol=0, atol=1e-7)
 
 
+def test_cut_edges_let_deltas_alone_see_the_level():
+    """With replicated edges a delta window never sees a constant offset (W 1 = 0: singular); cut edges
+    see it at the ends (frame 0 reads +c/2), so for an even T deltas alone pin the trajectory down."""
+    rng = np.random.default_rng(14)
+    T, deltas_only = 6, ((-0.5, 0.0, 0.5),)
+    means, variances = rng.normal(size=(T, 1)), rng.uniform(0.5, 2.0, size=(T, 1))
+    np.testing.assert_allclose(mlpg(means, variances, deltas_only, edges="zero"),
+                               brute_force_mlpg(means, variances, deltas_only, "zero"), rtol=0, atol=1e-9)
+    with pytest.raises(np.linalg.LinAlgError, match="singular"):
+        mlpg(means, variances, deltas_only, edges="replicate")
+
+
 def test_edge_conventions_differ_only_near_the_edges():
     """Same ``W`` rows for ``L <= t < T-L``; the solutions differ most in the first and last frames."""
     T, L = 40, 1
