@@ -44,7 +44,8 @@ from typing import Sequence
 import numpy as np
 import scipy.linalg
 
-from ttslab.dsp.deltas import DELTA_WINDOWS, _check_edges, _check_windows, delta_features, delta_window_matrix, window_taps
+from ttslab.dsp.deltas import (DELTA_WINDOWS, _check_edges, _check_windows, delta_features, delta_window_matrix,
+                               window_taps)
 
 __all__ = [
     "mlpg", "mlpg_dense", "mlpg_segments", "mlpg_gv", "gv_objective", "gv_gradient",
@@ -170,13 +171,19 @@ def mlpg(means, variances, windows: Windows = DELTA_WINDOWS, edges: str = "repli
 
         (W' P W) c = W' P mu,        P = diag(1 / variances)
 
-    with ``W = delta_window_matrix(T, windows, edges)`` (see "Edges" above), by a banded Cholesky (``scipy.linalg.solveh_banded``):
-    ``W' P W`` has ``2 * max half-width`` sub-diagonals (4 for :data:`DELTA_WINDOWS`).
+    with ``W = delta_window_matrix(T, windows, edges)`` (``edges``: see "Edges" above), by a banded
+    Cholesky (``scipy.linalg.solveh_banded``): ``W' P W`` has ``2 * max half-width`` sub-diagonals
+    (4 for :data:`DELTA_WINDOWS`).
 
     >>> c0 = np.linspace(0.0, 1.0, 6)[:, None] ** 2                  # a smooth (T=6, D=1) trajectory
     >>> mu = delta_features(c0)                                      # its exact [c | dc | ddc]
     >>> np.allclose(mlpg(mu, np.full_like(mu, 0.3)), c0)             # recovered, whatever the variances
     True
+    >>> cut = delta_features(c0, edges="zero")                       # deltas with the windows cut at the ends
+    >>> np.allclose(mlpg(cut, 0.3, edges="zero"), c0)                # recovered with the same convention...
+    True
+    >>> np.allclose(mlpg(cut, 0.3), c0)                              # ...but not with the other one
+    False
     """
     means, precisions, wins, D = _check_inputs(means, variances, windows)
     band, rhs = _normal_equations(means, precisions, wins, D, _check_edges(edges))
