@@ -176,6 +176,12 @@ def test_zero_edges_give_back_their_own_deltas():
     mu = delta_features(c0, edges="zero")
     np.testing.assert_allclose(mlpg(mu, variances, edges="zero"), c0, rtol=0, atol=1e-8)
     np.testing.assert_allclose(mlpg_segments(mu, variances, [25], edges="zero"), c0, rtol=0, atol=1e-8)
+    # GV starts from the same plain solution and scores it with the same W
+    gv_mean, gv_var = c0.var(axis=0), np.full(2, 1e-4)
+    c, objective = mlpg_gv(mu, variances, gv_mean, gv_var, n_iter=0, edges="zero", return_objective=True)
+    np.testing.assert_allclose(c, c0, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(objective[0], gv_objective(c0, mu, variances, gv_mean, gv_var, edges="zero"),
+                               rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="edges"):
         mlpg(mu, variances, edges="mirror")
 
