@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ttslab.data.datasets import MEL_PAD, phone_average
-from ttslab.models.fastspeech import (FastSpeech, FastSpeechConfig, _masked_mean, fastspeech_loss, loss_terms,
+from ttslab.models.fastspeech import (FastSpeech, FastSpeechConfig, fastspeech_loss, loss_terms,
                                       speaker_stats_from_items)
 
 LN2 = math.log(2.0)
@@ -63,14 +63,22 @@ def test_padded_frames_and_phones_never_count(garbage):
 
 
 def test_terms_pool_real_positions_over_the_batch():
-    """One mean over every real position of the batch (not a mean of per-utterance means): hand computed."""
-    x = torch.tensor([[1.0, 3.0, 100.0], [5.0, -100.0, -100.0]])
-    mask = torch.tensor([[True, True, False], [True, False, False]])
-    assert _masked_mean(x, mask).item() == pytest.approx((1 + 3 + 5) / 3)
-    frames = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)  # a (B, T) mask spans trailing dims
-    assert _masked_mean(frames, mask).item() == pytest.approx(frames[mask].mean().item())
-    nothing = _masked_mean(x, torch.zeros_like(mask))                      # guarded: 0, not 0/0
-    assert nothing.item() == 0.0
+    """One mean over every real position of the batch, not a mean of per-utterance means. By hand:
+    utterance 0 has phones with pitch errors 1, 3 and 3 frames; utterance 1 one phone (error 5), 1 frame."""
+    phone_mask = torch.tensor([[True, True], [True, False]])
+    frame_mask = torch.tensor([[True, True, True], [True, False, False]])
+    mel_error = torch.tensor([[1.0, 2.0, 6.0], [3.0, 100.0, 100.0]])[..., None].expand(2, 3, 80)
+    zeros = torch.zeros(2, 2)
+    out = {"phone_mask": phone_mask, "frame_mask": frame_mask, "mel": mel_error, "mel_postnet": mel_error,
+           "log_duration": torch.log1p(torch.tensor([[2.0, 1.0], [1.0, 0.0]])),   # exact: duration term 0
+           "pitch": torch.tensor([[1.0, 3.0], [5.0, 100.0]]), "pitch_target": zeros,
+           "energy": zeros, "energy_target": zeros}
+    batch = {"mel": torch.zeros(2, 3, 80), "durations": torch.tensor([[2, 1], [1, 0]])}
+    terms = loss_terms(out, batch)
+    assert terms["pitch"].item() == pytest.approx((1 + 9 + 25) / 3)       # not ((1 + 9)/2 + 25)/2 = 15
+    assert terms["mel"].item() == pytest.approx((1 + 2 + 6 + 3) / 4)      # not ((1 + 2 + 6)/3 + 3)/2 = 3
+    assert terms["duration"].item() == pytest.approx(0.0, abs=1e-12)
+    assert "postnet" not in terms                                          # no postnet: the same tensor
 
 
 def test_mel_length_mismatch_is_an_error():
