@@ -41,6 +41,7 @@ def assert_tiles(segments, n_samples):
 # ----------------------------------------------------------------------------- the aligner on the built-in corpus
 
 
+@pytest.mark.slow
 def test_accuracy_on_held_out_utterances(aligner, test_utterances):
     errors = np.concatenate([boundary_errors(u.segments, aligner.align_utterance(u)) for u in test_utterances])
     assert errors.size > 300
@@ -49,6 +50,7 @@ def test_accuracy_on_held_out_utterances(aligner, test_utterances):
     assert accuracy_within(errors, 0.050) >= 0.97
 
 
+@pytest.mark.slow
 def test_log_likelihood_increases_every_iteration(aligner):
     lls = [h["log_likelihood"] for h in aligner.history_]
     assert len(lls) == FAST["n_iter"]
@@ -56,6 +58,7 @@ def test_log_likelihood_increases_every_iteration(aligner):
     assert aligner.history_[-1]["per_frame"] == pytest.approx(lls[-1] / aligner.n_train_frames_)
 
 
+@pytest.mark.slow
 def test_segments_tile_the_audio_and_keep_the_transcript(aligner, test_utterances):
     for utt in test_utterances[:3]:
         segments = aligner.align_utterance(utt)
@@ -64,6 +67,7 @@ def test_segments_tile_the_audio_and_keep_the_transcript(aligner, test_utterance
         assert [s.word for s in segments] == [s.word for s in utt.segments]
 
 
+@pytest.mark.slow
 def test_align_from_audio_and_phones(aligner, test_utterances):
     utt = test_utterances[0]
     audio = utt.load_audio()
@@ -94,6 +98,7 @@ def test_multi_speaker_needs_to_be_asked_for(ci_corpus):
 # ----------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.slow
 def test_clear_errors(aligner, test_utterances):
     audio, sr = test_utterances[0].load_audio(), test_utterances[0].sample_rate
     with pytest.raises(ValueError, match="empty"):
@@ -136,6 +141,7 @@ def test_align_needs_the_sample_rate_of_the_audio(aligner, test_utterances):
         AlignerConfig(mixtures=3)
 
 
+@pytest.mark.slow
 def test_unseen_phone_warns(aligner, test_utterances):
     audio = test_utterances[0].load_audio()
     with pytest.warns(UserWarning, match="did not occur in the training data"):
