@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Mapping
 
+from ttslab.checkpoint import CheckpointError
 from ttslab.dsp.spectral import SAMPLE_RATE
 from ttslab.dsp.streams import WorldFeatureConfig
 
@@ -13,8 +14,9 @@ STREAMS = ("mcep", "lf0", "bap")
 FORMAT_VERSION = 1
 
 
-class VoiceFileError(ValueError):
-    """A saved voice is missing, corrupt, truncated or from an incompatible version."""
+class VoiceFileError(CheckpointError):
+    """A saved voice is missing, corrupt, truncated or from an incompatible version (a
+    :class:`~ttslab.checkpoint.CheckpointError`, like every other file a model is loaded from)."""
 
 
 @dataclass(frozen=True)

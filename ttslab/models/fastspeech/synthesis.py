@@ -30,8 +30,8 @@ def front_end_voice(speaker: str, voice: str | EspeakVoice | None = None) -> Esp
     if voice is not None:
         return voice if isinstance(voice, EspeakVoice) else EspeakVoice(voice, voice.split("-")[0][:2])
     if not is_builtin(speaker):
-        raise ValueError(f"{speaker!r} is not a built-in speaker, so the front-end does not know its accent; pass "
-                         "voice='en-us' (or another eSpeak voice) to read the text with")
+        raise ValueError(f"unknown speaker {speaker!r} for the front-end: it is not a built-in speaker, so its accent "
+                         "is unknown; pass voice='en-us' (or another eSpeak voice) to read the text with")
     return espeak_voice_for(speaker)
 
 
