@@ -14,10 +14,12 @@ Layout of a built corpus (``ttslab.config.data_home() / "builtin-<mode>"`` by de
 the closure of a stop (``p t k b d g``) or affricate (``ch jh``) would fall at the end of the
 preceding segment. Here a stop starts at its closure: when the preceding segment ends in a quiet
 stretch (digital silence, or breath noise 25 dB below that segment's peak), the boundary moves back
-to where the quiet begins, leaving the preceding phone at least :data:`MIN_PHONE_SAMPLES` long.
+to where the quiet begins, leaving the preceding phone at least
+:data:`ttslab.text.frontend.MIN_PHONE_SAMPLES` long.
 Voiced stops between voiced sounds usually have no quiet closure and keep eSpeak's boundary, as do
 stops whose event already sits at the closure. After a pause, the closure stays in the pause. The
-result is the TIMIT ``tcl`` + ``t`` span labelled as one ``t``.
+result is the TIMIT ``tcl`` + ``t`` span labelled as one ``t``. The labelling itself is the
+front-end's (:func:`ttslab.text.frontend.analyze`), the one every model reads text with.
 
 **Determinism.** Each utterance is synthesized in a freshly forked process (see
 :mod:`ttslab.text.espeak`), files are written atomically with sorted JSON, and the manifest holds no
@@ -43,9 +45,7 @@ from ttslab.data.labels import format_htk_lab
 from ttslab.dsp.spectral import SAMPLE_RATE
 from ttslab.data.speakers import SPEAKERS, Speaker, speaker
 from ttslab.io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file, wav_bytes
-# labelling is the front-end's: the names stay importable from here for the builder's readers
-from ttslab.text.frontend import (ENVELOPE_SAMPLES, MIN_PHONE_SAMPLES, STOPS, Analysis, analyze,  # noqa: F401
-                                  closure_start, segments_from_events)
+from ttslab.text.frontend import Analysis, analyze  # the corpus is labelled by the models' own front-end
 
 BUILDER_VERSION = 1
 #: Utterances of one speaker built by one forked process (progress is reported per chunk).
