@@ -370,6 +370,7 @@ class Analysis:
     words: tuple[str, ...]
     audio: np.ndarray = field(repr=False)  # eSpeak's own audio (int16), whose timing the segments carry
     sample_rate: int
+    events: tuple = field(repr=False, default=())  # eSpeak's phone events (mnemonic, sample, word) behind the segments
 
     @property
     def phones(self) -> list[str]:
@@ -407,7 +408,8 @@ def analyze(text: str, voice: EspeakVoice | Mapping | str = EspeakVoice(), *, on
         raise TextError(f"eSpeak read {text!r} with the {voice.voice} voice in a way the {voice.language} phone "
                         f"table cannot label ({exc}). Write the text in {voice.language} words and Latin letters, "
                         "or choose a voice of the text's language") from None
-    return Analysis(text, normalized, voice, tuple(segments), tuple(syn.words), syn.audio, syn.sample_rate)
+    return Analysis(text, normalized, voice, tuple(segments), tuple(syn.words), syn.audio, syn.sample_rate,
+                    tuple(syn.phones))
 
 
 def segments_for(item, voice: EspeakVoice | Mapping | str) -> list:

@@ -57,12 +57,12 @@ Choices, and why:
 (110, 4.988662131519274, 5)
 """
 
-from ttslab.classical.hts.config import FORMAT_VERSION, STREAMS, HTSConfig, VoiceFileError
+from ttslab.classical.hts.config import FORMAT_VERSION, STREAMS, HTSConfig, VoiceFileError, VoiceNotFoundError
 from ttslab.classical.hts.durations import allocate_durations, spread_states
 from ttslab.classical.hts.training import segment_states, state_statistics, train_monophones, train_voice, unit_sums
 from ttslab.classical.hts.voice import Voice
 from ttslab.dsp.streams import Observations, extract_features, phone_frame_ranges
 
-__all__ = ["HTSConfig", "Voice", "VoiceFileError", "train_voice", "allocate_durations", "spread_states",
+__all__ = ["HTSConfig", "Voice", "VoiceFileError", "VoiceNotFoundError", "train_voice", "allocate_durations", "spread_states",
            "phone_frame_ranges", "STREAMS", "FORMAT_VERSION", "Observations", "extract_features", "segment_states",
            "state_statistics", "train_monophones", "unit_sums"]

@@ -19,6 +19,10 @@ class VoiceFileError(CheckpointError):
     :class:`~ttslab.checkpoint.CheckpointError`, like every other file a model is loaded from)."""
 
 
+class VoiceNotFoundError(VoiceFileError, FileNotFoundError):
+    """No voice file at the path: both a :class:`VoiceFileError` and a ``FileNotFoundError``."""
+
+
 @dataclass(frozen=True)
 class HTSConfig:
     """Every setting of a voice; :meth:`feature_config` keys the feature cache.

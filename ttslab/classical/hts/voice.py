@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ttslab.classical.hts.config import FORMAT_VERSION, STREAMS, HTSConfig, VoiceFileError
+from ttslab.classical.hts.config import FORMAT_VERSION, STREAMS, HTSConfig, VoiceFileError, VoiceNotFoundError
 from ttslab.classical.hts.durations import allocate_durations
 from ttslab.classical.mlpg import mlpg, mlpg_gv, variance_scaling
 from ttslab.classical.tree import Tree
@@ -215,8 +215,8 @@ class Voice:
 
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"no trained voice at {path}; train one with "
-                                    "ttslab.classical.hts.train_voice(corpus, speaker) and Voice.save(path)")
+            raise VoiceNotFoundError(f"voice file {path} not found; train one with "
+                                     "ttslab.classical.hts.train_voice(corpus, speaker) and Voice.save(path)")
         verify_file(path, sha256, verify=verify, self_checked=True, what="voice", error=VoiceFileError)
         try:
             with np.load(path, allow_pickle=False) as npz:
