@@ -37,7 +37,8 @@ from ttslab.text.phoneset import PHONES, features, inventory_table, phone_id, va
 
 
 @pytest.mark.parametrize("module", ["ttslab.text", "ttslab.text.phoneset", "ttslab.text.normalize",
-                                    "ttslab.text.lexicon", "ttslab.text.context"])
+                                    "ttslab.text.numbers", "ttslab.text.abbreviations", "ttslab.text.lexicon",
+                                    "ttslab.text.context"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
