@@ -22,7 +22,7 @@ prompts. With case kept, normalization leaves every prompt of the corpus unchang
 >>> analysis.normalized
 'doctor Smith has two cats.'
 >>> " ".join(analysis.phones)
-'sil d aa k t er s m ih th hh ae z t uw k ae t s sil'
+'sil d aa k t er s m ih th hh ah z t uw k ae t s sil'
 """
 
 from __future__ import annotations
