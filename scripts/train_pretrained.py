@@ -10,9 +10,9 @@ its training log to ``ttslab/pretrained/logs/`` and records the SHA-256, size, p
 training time and the exact command in ``ttslab/pretrained/registry.json``. ``--register-only`` skips
 training and registers what the same command left in the build folder earlier.
 
-``hmm_<speaker>`` trains an HTS-style HMM voice (:func:`ttslab.classical.hts.train_voice`, full mode,
-the default :class:`~ttslab.classical.hts.HTSConfig` that notebook 04 uses, one feature process) with
-this script's own ``hmm-recipe`` sub-command and ships the voice file (``Voice.save``: an ``.npz``
+``hmm_<speaker>`` trains an HTS-style HMM voice with its recipe, ``python -m ttslab.train.hmm_voice``
+(:func:`ttslab.classical.hts.train_voice`, full mode, the default :class:`~ttslab.classical.hts.HTSConfig`
+that notebook 04 uses, one feature process), and ships the voice file (``Voice.save``: an ``.npz``
 with its own checksum, float64 trees; shipped with its members deflated) as
 ``weights/hmm_<speaker>.npz``.
 """
@@ -49,43 +49,15 @@ RECIPES = {
 }
 HMM_SPEAKERS = ("en_us_m",)  # notebook 04's voice; any speaker of the built-in corpus would do
 for _speaker in HMM_SPEAKERS:
-    RECIPES[f"hmm_{_speaker}"] = ("hmm_voice", None, ["hmm-recipe", _speaker, "--out", "{build}/hmm_%s.npz" % _speaker],
+    RECIPES[f"hmm_{_speaker}"] = ("hmm_voice", "ttslab.train.hmm_voice",
+                                  ["--mode", "full", "--speaker", _speaker, "--jobs", "1",
+                                   "--out", "{build}/hmm_%s.npz" % _speaker],
                                   f"hmm_{_speaker}.npz", f"hmm_{_speaker}.json")
 
 
 def command(name: str, build: Path, threads: int) -> list[str]:
     _, module, args, _, _ = RECIPES[name]
-    runner = ["python", "-m", module] if module else ["python", "scripts/train_pretrained.py"]
-    return [*runner, *[a.format(build=build) for a in args], "--threads", str(threads)]
-
-
-def hmm_recipe(argv: list[str]) -> int:
-    """``hmm-recipe SPEAKER --out FILE.npz``: train a full-mode HMM voice, save it and a training log."""
-    parser = argparse.ArgumentParser(prog="train_pretrained.py hmm-recipe")
-    parser.add_argument("speaker")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=1, help="feature-extraction processes (HTSConfig.jobs)")
-    args = parser.parse_args(argv)
-    import time
-    from dataclasses import asdict
-
-    from ttslab import config
-    from ttslab.classical import hts
-    from ttslab.data import load_builtin
-
-    config.set_threads(args.threads)
-    corpus = load_builtin("full")
-    cfg = hts.HTSConfig(jobs=args.threads)
-    t0 = time.perf_counter()
-    voice = hts.train_voice(corpus, args.speaker, cfg, progress=False)
-    seconds = time.perf_counter() - t0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    voice.save(args.out)
-    log = {"kind": "hmm_voice", "speaker": args.speaker, "mode": "full", "threads": args.threads,
-           "seconds": round(seconds, 1), "config": asdict(voice.config), "info": voice.info}
-    atomic_write_json(args.out.with_suffix(".json"), log)
-    print(f"{voice}: {args.out} ({args.out.stat().st_size / 1e6:.2f} MB), trained in {seconds:.0f} s")
-    return 0
+    return ["python", "-m", module, *[a.format(build=build) for a in args], "--threads", str(threads)]
 
 
 def parameters(kind: str, path: Path, digest: str) -> int:
@@ -166,8 +138,6 @@ def register(name: str, build: Path, threads: int, registry: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["hmm-recipe"]:
-        return hmm_recipe(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="+", choices=sorted(RECIPES))
     parser.add_argument("--build", type=Path, default=Path("/tmp/ttslab-pretrained-build"),
@@ -180,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         if not args.register_only:
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS="1")
-            subprocess.run(command(name, args.build, args.threads), check=True, env=env, cwd=REPO)
+            run = [sys.executable, *command(name, args.build, args.threads)[1:]]  # this interpreter, not PATH's python
+            subprocess.run(run, check=True, env=env, cwd=REPO)
         register(name, args.build, args.threads, registry)
         atomic_write_json(pretrained.REGISTRY, registry)
         print(f"registered {name}")

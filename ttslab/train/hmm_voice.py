@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from ttslab.classical.hts import HTSConfig, Voice, train_voice
@@ -51,11 +52,12 @@ def main(argv: list[str] | None = None) -> Path:
     voice = train_hmm_voice(load_builtin(mode), args.speaker, mode, **overrides)
     seconds = time.perf_counter() - t0
     voice.save(args.out)
-    log = {"mode": mode, "speaker": args.speaker, "seconds_total": round(seconds, 1), "info": voice.info,
-           "threads": args.threads, "bytes": args.out.stat().st_size,
+    log = {"kind": "hmm_voice", "mode": mode, "speaker": args.speaker, "seconds": round(seconds, 1),
+           "config": asdict(voice.config), "info": voice.info, "threads": args.threads,
+           "bytes": args.out.stat().st_size,
            "command": "python -m ttslab.train.hmm_voice " + " ".join(sys.argv[1:] if argv is None else argv)}
     atomic_write_json(args.out.with_suffix(".json"), log)
-    print(json.dumps({k: log[k] for k in ("speaker", "seconds_total", "bytes")}))
+    print(json.dumps({k: log[k] for k in ("speaker", "seconds", "bytes")}))
     return args.out
 
 
