@@ -19,7 +19,7 @@ Heavy libraries (IPython, ipywidgets, matplotlib, librosa) are imported inside t
 that need them, so ``import ttslab.widgets`` skips them and works without a display.
 """
 
-from ttslab.widgets.audio import AUDIO_MIME, DEFAULT_SR, VORBIS_COMPRESSION_LEVEL, as_mono_float, encode_audio, play
+from ttslab.widgets.audio import AUDIO_MIME, VORBIS_COMPRESSION_LEVEL, as_mono_float, encode_audio, play
 from ttslab.widgets.compare import compare
 from ttslab.widgets.interactive import (DEFAULT_TEXT, MOS_LABELS, ListeningTest, SynthesisPanel, listening_test,
                                         synthesis_panel)
@@ -28,5 +28,5 @@ from ttslab.widgets.plots import plot_waveform_and_spectrogram
 __all__ = [
     "play", "encode_audio", "as_mono_float", "compare", "plot_waveform_and_spectrogram",
     "synthesis_panel", "SynthesisPanel", "listening_test", "ListeningTest",
-    "DEFAULT_SR", "DEFAULT_TEXT", "AUDIO_MIME", "VORBIS_COMPRESSION_LEVEL", "MOS_LABELS",
+    "DEFAULT_TEXT", "AUDIO_MIME", "VORBIS_COMPRESSION_LEVEL", "MOS_LABELS",
 ]

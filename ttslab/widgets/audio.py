@@ -29,8 +29,6 @@ import numpy as np
 
 from ttslab.dsp.spectral import SAMPLE_RATE
 
-DEFAULT_SR = SAMPLE_RATE  # Hz: the corpus and every vocoder
-
 
 def as_mono_float(audio: Any, *, name: str = "audio") -> np.ndarray:
     """Return ``audio`` as a 1-D float64 array in its natural scale (int16 is mapped to [-1, 1)).
@@ -66,13 +64,13 @@ def as_mono_float(audio: Any, *, name: str = "audio") -> np.ndarray:
     return samples
 
 
-def check_sample_rate(sr: Any) -> int:
+def check_sample_rate(sample_rate: Any) -> int:
     """A positive integer sample rate, or ``ValueError``."""
-    if isinstance(sr, bool) or not isinstance(sr, (int, float, np.integer, np.floating)):
-        raise ValueError(f"sample rate must be a positive integer, got {sr!r}")
-    if not (sr > 0 and float(sr).is_integer()):
-        raise ValueError(f"sample rate must be a positive integer, got {sr!r}")
-    return int(sr)
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
+        raise ValueError(f"sample rate must be a positive integer, got {sample_rate!r}")
+    if not (sample_rate > 0 and float(sample_rate).is_integer()):
+        raise ValueError(f"sample rate must be a positive integer, got {sample_rate!r}")
+    return int(sample_rate)
 
 
 def _peak(samples: np.ndarray) -> float:
@@ -131,7 +129,7 @@ def _with_fixed_serial(ogg: bytes, serial: int = _OGG_SERIAL) -> bytes:
     return bytes(out)
 
 
-def encode_audio(samples: np.ndarray, sr: int) -> tuple[bytes, str]:
+def encode_audio(samples: np.ndarray, sample_rate: int) -> tuple[bytes, str]:
     """``(file bytes, MIME type)`` of a clip in [-1, 1]: Ogg Vorbis, or 16-bit WAV where libsndfile
     has no Vorbis encoder (old builds).
 
@@ -143,12 +141,12 @@ def encode_audio(samples: np.ndarray, sr: int) -> tuple[bytes, str]:
 
     buffer = io.BytesIO()
     try:
-        soundfile.write(buffer, np.asarray(samples, dtype=np.float32), sr, format="OGG", subtype="VORBIS",
+        soundfile.write(buffer, np.asarray(samples, dtype=np.float32), sample_rate, format="OGG", subtype="VORBIS",
                         compression_level=VORBIS_COMPRESSION_LEVEL)
         return _with_fixed_serial(buffer.getvalue()), AUDIO_MIME
     except (soundfile.LibsndfileError, TypeError, ValueError):  # no Vorbis in this libsndfile
         buffer = io.BytesIO()
-        soundfile.write(buffer, np.asarray(samples, dtype=np.float64), sr, format="WAV", subtype="PCM_16")
+        soundfile.write(buffer, np.asarray(samples, dtype=np.float64), sample_rate, format="WAV", subtype="PCM_16")
         return buffer.getvalue(), "audio/wav"
 
 
@@ -175,9 +173,9 @@ def _embedded_audio_class():
     return EmbeddedAudio
 
 
-def embedded_audio(samples: np.ndarray, sr: int):
+def embedded_audio(samples: np.ndarray, sample_rate: int):
     """An ``EmbeddedAudio`` of ``samples`` (already in [-1, 1])."""
-    return _embedded_audio_class()(samples, sr)
+    return _embedded_audio_class()(samples, sample_rate)
 
 
 def _audio_tag(data: bytes, mimetype: str = AUDIO_MIME) -> str:
@@ -191,7 +189,7 @@ def mime_bundle(display_object) -> dict[str, str]:
     return {"text/html": display_object._repr_html_(), "text/plain": repr(display_object)}
 
 
-def play(audio: Any, sr: int = DEFAULT_SR, *, normalize: bool = False, label: str | None = None):
+def play(audio: Any, sample_rate: int = SAMPLE_RATE, *, normalize: bool = False, label: str | None = None):
     """A player for one clip that keeps working in a saved notebook.
 
     ``audio`` is 1-D float in [-1, 1], int16, or a torch tensor. With ``normalize=True`` the clip
@@ -199,7 +197,7 @@ def play(audio: Any, sr: int = DEFAULT_SR, *, normalize: bool = False, label: st
     ``IPython.display.Audio`` (Ogg Vorbis in ``.data``), or with ``label`` an ``IPython.display.HTML``
     showing the label in bold above the player.
     """
-    sr = check_sample_rate(sr)
+    sample_rate = check_sample_rate(sample_rate)
     samples = as_mono_float(audio)
     peak = _peak(samples)
     if normalize and peak > 0:
@@ -208,7 +206,7 @@ def play(audio: Any, sr: int = DEFAULT_SR, *, normalize: bool = False, label: st
         raise ValueError(
             f"audio peaks at {peak:.3g}, outside [-1, 1]; pass normalize=True or divide it by its peak"
         )
-    player = embedded_audio(samples, sr)
+    player = embedded_audio(samples, sample_rate)
     if label is None:
         return player
     from IPython.display import HTML

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ttslab.widgets.audio import DEFAULT_SR, as_mono_float, check_sample_rate, embedded_audio, shared_scale
+from ttslab.dsp.spectral import SAMPLE_RATE
+from ttslab.widgets.audio import as_mono_float, check_sample_rate, embedded_audio, shared_scale
 from ttslab.widgets.spectrogram import DB_RANGE, MEL_FMAX, THUMB_HEIGHT, spectrogram_thumbnails
 
 
@@ -36,9 +37,9 @@ def _format_metrics(values: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _grid_cell(name, samples, sr, scale, thumb, metrics, is_ref) -> str:
+def _grid_cell(name, samples, sample_rate, scale, thumb, metrics, is_ref) -> str:
     """One system's cell: name, player, spectrogram, duration and metrics."""
-    player = embedded_audio(samples * scale, sr)
+    player = embedded_audio(samples * scale, sample_rate)
     heading = f"<b>{html.escape(name)}</b>" + (" <small>(reference)</small>" if is_ref else "")
     lines = [heading, player._repr_html_()]
     if thumb is not None:
@@ -48,7 +49,7 @@ def _grid_cell(name, samples, sr, scale, thumb, metrics, is_ref) -> str:
             f'<img src="data:image/png;base64,{b64}" width="{width}" height="{THUMB_HEIGHT}" '
             f'alt="log-mel spectrogram of {html.escape(name)}">'
         )
-    info = f"{len(samples) / sr:.2f} s"
+    info = f"{len(samples) / sample_rate:.2f} s"
     if metrics:
         info += " · " + _format_metrics(metrics)
     lines.append(f"<small>{info}</small>")
@@ -57,7 +58,7 @@ def _grid_cell(name, samples, sr, scale, thumb, metrics, is_ref) -> str:
 
 def compare(
     systems: Mapping[str, Any] | Sequence[tuple[str, Any]],
-    sr: int = DEFAULT_SR,
+    sample_rate: int = SAMPLE_RATE,
     *,
     title: str | None = None,
     spectrogram: bool = True,
@@ -67,7 +68,7 @@ def compare(
 ):
     """A labelled A/B grid: per system its name, a player, a log-mel thumbnail and metrics.
 
-    ``systems`` maps names to 1-D clips (or is a list of ``(name, clip)`` pairs), all at ``sr``.
+    ``systems`` maps names to 1-D clips (or is a list of ``(name, clip)`` pairs), all at ``sample_rate``.
     ``ref`` names the reference recording: it goes first and is marked. ``metrics`` maps system
     names to ``{metric: value}`` shown under the clip. Thumbnails share one colour scale (0 dB =
     loudest mel bin of any clip) and one time scale. If any clip peaks above 1, all clips get
@@ -76,7 +77,7 @@ def compare(
     Returns an ``IPython.display.HTML``: self-contained, so it renders in saved notebooks,
     JupyterLab (trusted or not), nbviewer and nbconvert without a kernel.
     """
-    sr = check_sample_rate(sr)
+    sample_rate = check_sample_rate(sample_rate)
     clips = _named_clips(systems)
     names = [name for name, _ in clips]
     if ref is not None:
@@ -92,16 +93,16 @@ def compare(
 
     samples = [s for _, s in clips]
     scale = shared_scale(samples)
-    thumbs = spectrogram_thumbnails(samples, sr) if spectrogram else [None] * len(clips)
+    thumbs = spectrogram_thumbnails(samples, sample_rate) if spectrogram else [None] * len(clips)
     cells = [
-        _grid_cell(name, s, sr, scale, thumb, metrics.get(name), name == ref)
+        _grid_cell(name, s, sample_rate, scale, thumb, metrics.get(name), name == ref)
         for (name, s), thumb in zip(clips, thumbs)
     ]
     rows = ["<tr>" + "".join(cells[i : i + columns]) + "</tr>" for i in range(0, len(cells), columns)]
 
     notes = []
     if spectrogram:
-        notes.append(f"log-mel spectrograms (0–{min(MEL_FMAX, sr / 2):.0f} Hz) share one colour "
+        notes.append(f"log-mel spectrograms (0–{min(MEL_FMAX, sample_rate / 2):.0f} Hz) share one colour "
                      f"scale: loudest bin = 0 dB, {DB_RANGE:.0f} dB range")
     if scale != 1.0:
         notes.append(f"all clips scaled by {scale:.3g} to avoid clipping")

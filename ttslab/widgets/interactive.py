@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ttslab.widgets.audio import (DEFAULT_SR, as_mono_float, check_sample_rate, embedded_audio, mime_bundle, play,
-                                  shared_scale)
+from ttslab.dsp.spectral import SAMPLE_RATE
+from ttslab.widgets.audio import as_mono_float, check_sample_rate, embedded_audio, mime_bundle, play, shared_scale
 from ttslab.widgets.plots import figure_png
 
 DEFAULT_TEXT = "The quick brown fox jumps over the lazy dog."
@@ -48,7 +48,7 @@ class _WidgetView:
 class SynthesisPanel(_WidgetView):
     """Text box, speaker, rate and pitch controls, a *Synthesize* button and an output area.
 
-    ``synthesize(text, speaker=, rate=, pitch=)`` must return ``(audio, sr)``; ``rate`` is a
+    ``synthesize(text, speaker=, rate=, pitch=)`` must return ``(audio, sample_rate)``; ``rate`` is a
     speaking-rate multiplier and ``pitch`` a shift in semitones. Its errors (and empty text)
     appear as a one-line message in the panel. Displaying the panel also displays, below it,
     a plain player of ``default_text`` (synthesized once) when ``fallback_audio`` is true, so a
@@ -135,7 +135,7 @@ class SynthesisPanel(_WidgetView):
         """Synthesize once (what the button does), optionally setting the controls first.
 
         Shows the player, a waveform + spectrogram picture and a summary line in the panel and
-        returns ``(audio, sr)``. If synthesis fails, shows the error as a message, keeps it in
+        returns ``(audio, sample_rate)``. If synthesis fails, shows the error as a message, keeps it in
         ``last_error`` and returns None. Invalid control values raise ``ValueError`` here.
         """
         self._set_controls(text, speaker, rate, pitch)
@@ -218,15 +218,15 @@ class ListeningTest(_WidgetView):
     """A blind MOS test: clips in a seeded random order, each rated 1–5, then revealed.
 
     ``clips`` maps system names to a clip or a list of clips (or is a list of pairs), all at
-    ``sr``. Loudness-match the clips beforehand: louder clips tend to be rated higher. Clips are
+    ``sample_rate``. Loudness-match the clips beforehand: louder clips tend to be rated higher. Clips are
     only scaled (all by one factor) if one would clip.
     """
 
-    def __init__(self, clips, sr: int = DEFAULT_SR, *, seed: int = 0,
+    def __init__(self, clips, sample_rate: int = SAMPLE_RATE, *, seed: int = 0,
                  question: str = "How natural does each clip sound? (1 = bad, 5 = excellent)"):
         import ipywidgets as w
 
-        sr = check_sample_rate(sr)
+        sample_rate = check_sample_rate(sample_rate)
         items = _listening_items(clips)
         order = np.random.default_rng(seed).permutation(len(items))
         self.systems = [items[i][0] for i in order]  # hidden answer key, in presentation order
@@ -236,7 +236,7 @@ class ListeningTest(_WidgetView):
         rows = [w.HTML(f"<b>{html.escape(question)}</b>")]
         for number, i in enumerate(order, start=1):
             player = w.Output()
-            _append_output(player, mime_bundle(embedded_audio(items[i][1] * scale, sr)))
+            _append_output(player, mime_bundle(embedded_audio(items[i][1] * scale, sample_rate)))
             rating = w.ToggleButtons(options=[(str(k), k) for k in range(1, 6)], value=None,
                                      tooltips=list(MOS_LABELS),
                                      style=w.ToggleButtonsStyle(button_width="2.5em"))
@@ -280,8 +280,8 @@ class ListeningTest(_WidgetView):
         return report
 
 
-def listening_test(clips, sr: int = DEFAULT_SR, *, seed: int = 0,
+def listening_test(clips, sample_rate: int = SAMPLE_RATE, *, seed: int = 0,
                    question: str | None = None) -> ListeningTest:
     """Build a blind MOS :class:`ListeningTest`; display it as the last expression of a cell."""
     kwargs = {} if question is None else {"question": question}
-    return ListeningTest(clips, sr, seed=seed, **kwargs)
+    return ListeningTest(clips, sample_rate, seed=seed, **kwargs)

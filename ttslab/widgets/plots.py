@@ -7,16 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from ttslab.widgets.audio import DEFAULT_SR, as_mono_float, check_sample_rate
+from ttslab.dsp.spectral import SAMPLE_RATE
+from ttslab.widgets.audio import as_mono_float, check_sample_rate
 from ttslab.widgets.spectrogram import CMAP, DB_RANGE, HOP_LENGTH, MEL_FMAX, mel_power, power_to_db
 
 
-def _segments_in_seconds(segments, sr: int) -> list[tuple[str, float, float]]:
+def _segments_in_seconds(segments, sample_rate: int) -> list[tuple[str, float, float]]:
     """``[(label, start_s, end_s)]`` from objects with ``.label/.start/.end`` in samples or tuples in s."""
     spans = []
     for seg in segments:
         if hasattr(seg, "label"):
-            label, start, end = seg.label, seg.start / sr, seg.end / sr
+            label, start, end = seg.label, seg.start / sample_rate, seg.end / sample_rate
         else:
             label, start, end = seg
         if end < start:
@@ -42,7 +43,7 @@ def _draw_alignment(spans, wave_ax, spec_ax) -> None:
                      fontsize=8, color="white", path_effects=outline, clip_on=True)
 
 
-def plot_waveform_and_spectrogram(audio: Any, sr: int = DEFAULT_SR, segments=None, ax=None, *, title=None):
+def plot_waveform_and_spectrogram(audio: Any, sample_rate: int = SAMPLE_RATE, segments=None, ax=None, *, title=None):
     """Waveform above a log-mel spectrogram, with an optional phone alignment on both.
 
     ``segments``: objects with ``.label``, ``.start``, ``.end`` in samples (``ttslab.data``'s
@@ -52,7 +53,7 @@ def plot_waveform_and_spectrogram(audio: Any, sr: int = DEFAULT_SR, segments=Non
     """
     import librosa.display
 
-    sr = check_sample_rate(sr)
+    sample_rate = check_sample_rate(sample_rate)
     samples = as_mono_float(audio)
     if ax is None:
         import matplotlib.pyplot as plt
@@ -64,34 +65,34 @@ def plot_waveform_and_spectrogram(audio: Any, sr: int = DEFAULT_SR, segments=Non
     else:
         wave_ax, spec_ax = ax
 
-    duration = len(samples) / sr
+    duration = len(samples) / sample_rate
     if wave_ax is not None:
-        wave_ax.plot(np.arange(len(samples)) / sr, samples, lw=0.6, color="C0")
+        wave_ax.plot(np.arange(len(samples)) / sample_rate, samples, lw=0.6, color="C0")
         wave_ax.set(xlim=(0, duration), ylabel="amplitude")
         if title:
             wave_ax.set_title(title)
     elif title:
         spec_ax.set_title(title)
-    power = mel_power(samples, sr)
+    power = mel_power(samples, sample_rate)
     # Frame k is centred on sample k * hop; giving centres (not edges) puts each column where its
     # frame is, so phone boundaries line up with the waveform instead of half a hop late.
-    frame_centres = np.arange(power.shape[1]) * HOP_LENGTH / sr
-    librosa.display.specshow(power_to_db(power, float(power.max())), sr=sr, hop_length=HOP_LENGTH,
+    frame_centres = np.arange(power.shape[1]) * HOP_LENGTH / sample_rate
+    librosa.display.specshow(power_to_db(power, float(power.max())), sr=sample_rate, hop_length=HOP_LENGTH,
                              x_coords=frame_centres, x_axis="time", y_axis="mel",
-                             fmax=min(MEL_FMAX, sr / 2), ax=spec_ax, cmap=CMAP, vmin=-DB_RANGE, vmax=0.0)
+                             fmax=min(MEL_FMAX, sample_rate / 2), ax=spec_ax, cmap=CMAP, vmin=-DB_RANGE, vmax=0.0)
     spec_ax.set(xlim=(0, duration), xlabel="time (s)")
     if segments is not None:
-        _draw_alignment(_segments_in_seconds(segments, sr), wave_ax, spec_ax)
+        _draw_alignment(_segments_in_seconds(segments, sample_rate), wave_ax, spec_ax)
     return wave_ax, spec_ax
 
 
-def figure_png(samples: np.ndarray, sr: int) -> bytes:
+def figure_png(samples: np.ndarray, sample_rate: int) -> bytes:
     """A small waveform + spectrogram PNG, drawn without pyplot (no global state, no auto-display)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 2.8), dpi=72, layout="constrained")
     axes = fig.subplots(2, 1, sharex=True, height_ratios=(1, 2))
-    plot_waveform_and_spectrogram(samples, sr, ax=tuple(axes))
+    plot_waveform_and_spectrogram(samples, sample_rate, ax=tuple(axes))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()

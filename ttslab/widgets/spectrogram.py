@@ -20,15 +20,15 @@ THUMB_WIDTH, THUMB_HEIGHT = 300, 120  # px, for the longest clip of a grid
 THUMB_LEVELS = 64  # colours in a thumbnail
 
 
-def mel_power(samples: np.ndarray, sr: int) -> np.ndarray:
+def mel_power(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """Mel power spectrogram, shape (80, frames), with the fixed settings above."""
     import librosa
 
     with warnings.catch_warnings():  # "n_fft too large" for clips shorter than 1024 samples
         warnings.simplefilter("ignore", UserWarning)
         return librosa.feature.melspectrogram(
-            y=samples.astype(np.float32), sr=sr, n_fft=N_FFT, hop_length=HOP_LENGTH,
-            n_mels=N_MELS, fmax=min(MEL_FMAX, sr / 2),
+            y=samples.astype(np.float32), sr=sample_rate, n_fft=N_FFT, hop_length=HOP_LENGTH,
+            n_mels=N_MELS, fmax=min(MEL_FMAX, sample_rate / 2),
         )
 
 
@@ -72,9 +72,9 @@ def _thumbnail_png(db: np.ndarray, width: int) -> bytes:
     return buffer.getvalue()
 
 
-def spectrogram_thumbnails(clips: Sequence[np.ndarray], sr: int) -> list[tuple[bytes, int]]:
+def spectrogram_thumbnails(clips: Sequence[np.ndarray], sample_rate: int) -> list[tuple[bytes, int]]:
     """(PNG, width px) per clip, on one colour scale and one time scale (longest = 300 px)."""
-    powers = [mel_power(c, sr) for c in clips]
+    powers = [mel_power(c, sample_rate) for c in clips]
     loudest = max(float(p.max()) for p in powers)
     longest = max(len(c) for c in clips)
     thumbs = []
