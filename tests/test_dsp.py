@@ -106,7 +106,7 @@ def test_integer_pcm_is_refused_with_the_conversion_hint():
 
 def test_mel_filterbank_rejects_fmax_above_nyquist():
     with pytest.raises(ValueError, match="fmax"):
-        mel_filterbank(sr=16000, fmax=9000)
+        mel_filterbank(sample_rate=16000, fmax=9000)
 
 
 # ----------------------------------------------------------------------------- F0

@@ -18,14 +18,14 @@ def tone(tmp_path):
 
 
 def test_round_trip(tone):
-    audio, sr = read_wav(tone, expected_sr=22050, sha256=sha256_file(tone))
+    audio, sr = read_wav(tone, expected_sample_rate=22050, sha256=sha256_file(tone))
     assert sr == 22050 and audio.dtype == np.float32 and len(audio) == 22050
     assert abs(audio.max() - 0.5) < 1e-3
 
 
 def test_wrong_sample_rate_names_the_fix(tone):
     with pytest.raises(SampleRateError, match="librosa.resample"):
-        read_wav(tone, expected_sr=16000)
+        read_wav(tone, expected_sample_rate=16000)
 
 
 def test_truncated_wav(tone, tmp_path):

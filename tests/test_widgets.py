@@ -117,7 +117,7 @@ def test_encoding_is_deterministic_and_ogg_pages_are_valid():
     page = raw.getvalue()
     size = 27 + page[26] + sum(page[27:27 + page[26]])
     blank = page[:22] + bytes(4) + page[26:size]
-    assert widgets._ogg_crc(blank) == int.from_bytes(page[22:26], "little")
+    assert widgets.audio._ogg_crc(blank) == int.from_bytes(page[22:26], "little")
 
 
 def test_nbval_sanitizer_hides_the_embedded_clip():

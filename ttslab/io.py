@@ -108,7 +108,7 @@ def _wav_data_sizes(data: bytes) -> tuple[int | None, int]:
 OUT_OF_RANGE = ("raise", "scale", "clip")
 
 
-def read_wav(path: str | os.PathLike, expected_sr: int | None = None, *, sha256: str | None = None,
+def read_wav(path: str | os.PathLike, expected_sample_rate: int | None = None, *, sha256: str | None = None,
              out_of_range: str = "raise") -> tuple[np.ndarray, int]:
     """Read a mono WAV file as float32 in [-1, 1]; return ``(audio, sample_rate)``.
 
@@ -153,10 +153,10 @@ def read_wav(path: str | os.PathLike, expected_sr: int | None = None, *, sha256:
     if len(audio) == 0:
         raise AudioFileError(f"{path} holds no samples")
     audio = _checked_range(audio, path, out_of_range)
-    if expected_sr is not None and sr != expected_sr:
+    if expected_sample_rate is not None and sr != expected_sample_rate:
         raise SampleRateError(
-            f"{path} has sample rate {sr} Hz but {expected_sr} Hz is required; resample it first "
-            f"(e.g. librosa.resample(y, orig_sr={sr}, target_sr={expected_sr}))"
+            f"{path} has sample rate {sr} Hz but {expected_sample_rate} Hz is required; resample it first "
+            f"(e.g. librosa.resample(y, orig_sr={sr}, target_sr={expected_sample_rate}))"
         )
     return audio.mean(axis=1).astype(np.float32), int(sr)
 

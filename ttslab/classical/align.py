@@ -64,6 +64,7 @@ import numpy as np
 
 from ttslab.classical.hmm import GMMEmission, Statistics, accumulate, posteriors, safe_log, viterbi
 from ttslab.data.corpus import Corpus, Segment, Utterance
+from ttslab.dsp.spectral import SAMPLE_RATE
 from ttslab.text.phoneset import PHONES
 
 __all__ = [
@@ -91,7 +92,7 @@ class AlignerConfig:
     more iterations: ``n_iter + log2(mixtures) * mixup_iter`` iterations in all.
     """
 
-    sample_rate: int = 22050
+    sample_rate: int = SAMPLE_RATE
     hop: int = 110                   # 5 ms frame shift
     win_length: int = 551            # 25 ms analysis window
     n_fft: int = 1024
@@ -648,7 +649,7 @@ def train_aligner(corpus_or_utterances, speakers: str | Sequence[str] | None = N
 # ----------------------------------------------------------------------------- evaluation
 
 
-def boundary_errors(reference: Sequence[Segment], hypothesis: Sequence[Segment], sample_rate: int = 22050
+def boundary_errors(reference: Sequence[Segment], hypothesis: Sequence[Segment], sample_rate: int = SAMPLE_RATE
                     ) -> np.ndarray:
     """Absolute errors (seconds) of the internal boundaries both segmentations share.
 
@@ -687,7 +688,7 @@ def accuracy_within(errors, tolerance: float = 0.020) -> float:
 
 
 def word_boundary_errors(reference: Sequence[Segment], reference_words: Sequence[str], hypothesis: Sequence[Segment],
-                         hypothesis_words: Sequence[str], sample_rate: int = 22050) -> np.ndarray:
+                         hypothesis_words: Sequence[str], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Absolute errors (seconds) of word starts, for the words both transcripts share.
 
     The two word lists (e.g. eSpeak's words and the lexicon's normalised words) are matched

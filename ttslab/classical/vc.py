@@ -178,9 +178,9 @@ def parallel_pairs(corpus, source: str, target: str, split: str | None = "train"
     return pairs
 
 
-def analyse(audio, sr: int, config: VCConfig) -> WorldFeatures:
+def analyse(audio, sample_rate: int, config: VCConfig) -> WorldFeatures:
     """WORLD features with the config's mel-cepstral order and F0 method."""
-    return world_analysis(audio, sr, mcep_order=config.mcep_order, f0_method=config.f0_method)
+    return world_analysis(audio, sample_rate, mcep_order=config.mcep_order, f0_method=config.f0_method)
 
 
 def _analyse_utterance(args) -> tuple[np.ndarray, np.ndarray]:
@@ -475,24 +475,25 @@ class VoiceConverter:
         """Converted WORLD features: new ``mcep`` (and ``sp`` from it), new ``f0``; ``ap``/``bap`` from the source."""
         from ttslab.dsp.world import import_pysptk
 
-        if feats.sr != self.sample_rate:
-            raise ValueError(f"features are at {feats.sr} Hz but the converter was trained at {self.sample_rate} Hz")
+        if feats.sample_rate != self.sample_rate:
+            raise ValueError(f"features are at {feats.sample_rate} Hz but the converter was trained at "
+                             f"{self.sample_rate} Hz")
         mcep = self.convert_mcep(feats.mcep)
         sp = import_pysptk().mc2sp(np.ascontiguousarray(mcep), alpha=feats.alpha, fftlen=feats.fft_size)
         return dataclasses.replace(feats, f0=self.convert_f0(feats.f0), mcep=mcep, sp=sp,
                                    ap=feats.ap.copy(), bap=feats.bap.copy())
 
-    def convert(self, audio, sr: int) -> np.ndarray:
+    def convert(self, audio, sample_rate: int) -> np.ndarray:
         """Convert a source-speaker waveform: WORLD analysis, :meth:`convert_features`, WORLD synthesis.
 
         The result is float32 and has exactly ``len(audio)`` samples.
         """
-        if int(sr) != self.sample_rate:
-            raise ValueError(f"audio is at {sr} Hz but the converter was trained at {self.sample_rate} Hz; "
+        if int(sample_rate) != self.sample_rate:
+            raise ValueError(f"audio is at {sample_rate} Hz but the converter was trained at {self.sample_rate} Hz; "
                              "resample it first (librosa.resample)")
         audio = np.asarray(audio)
-        out = self.convert_features(analyse(audio, sr, self.config))
-        return world_synthesis(out.f0, out.mcep, out.bap, sr, frame_period=out.frame_period, alpha=out.alpha,
+        out = self.convert_features(analyse(audio, sample_rate, self.config))
+        return world_synthesis(out.f0, out.mcep, out.bap, sample_rate, frame_period=out.frame_period, alpha=out.alpha,
                                fft_size=out.fft_size, n_samples=len(audio))
 
     # -- saving

@@ -524,7 +524,7 @@ class DNNVoice(nn.Module):
         """Audio from :meth:`generate_features` output (WORLD); peaks above 0.99 are scaled down, not clipped."""
         from ttslab.dsp.world import all_pass_alpha, world_synthesis
 
-        audio = world_synthesis(feats["f0"], feats["mcep"], feats["bap"], sr=self.sample_rate,
+        audio = world_synthesis(feats["f0"], feats["mcep"], feats["bap"], sample_rate=self.sample_rate,
                                 frame_period=feats["frame_period"], alpha=all_pass_alpha(self.sample_rate),
                                 n_samples=n_samples)
         peak = float(np.abs(audio).max()) if audio.size else 0.0

@@ -140,7 +140,7 @@ class Voice:
         Generated spectra can overshoot a little (GV sharpens them), so audio peaking above 0.99 is
         scaled down to 0.99 rather than clipped when played or written.
         """
-        audio = world_synthesis(feats["f0"], feats["mcep"], feats["bap"], sr=self.sample_rate,
+        audio = world_synthesis(feats["f0"], feats["mcep"], feats["bap"], sample_rate=self.sample_rate,
                                 frame_period=feats["frame_period"], alpha=all_pass_alpha(self.sample_rate),
                                 n_samples=n_samples)
         peak = float(np.abs(audio).max()) if audio.size else 0.0
