@@ -136,7 +136,7 @@ def test_train_fastspeech_takes_its_size_from_arguments(monkeypatch, ci_corpus):
     monkeypatch.setenv("TTSLAB_CI", "1")
     tiny = model_config("tiny")
     model, _ = train_fastspeech(ci_corpus, tiny, TrainConfig(steps=1, batch_size=4, valid_every=1), valid_prompts=2,
-                                progress=False)
+                                progress=False, device="cpu")
     assert model.config == tiny
 
 
