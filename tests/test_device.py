@@ -218,6 +218,12 @@ def test_shipped_checkpoints_load_onto_the_cpu_by_default_and_by_name(name):
 
 
 @pytest.mark.parametrize("name", TORCH_CHECKPOINTS)
+def test_shipped_checkpoints_load_onto_the_device_asked_for(name):
+    model = pretrained.load(name, device="meta")  # meta: "another device" that every build has
+    assert {p.device for p in model.parameters()} == {torch.device("meta")}
+
+
+@pytest.mark.parametrize("name", TORCH_CHECKPOINTS)
 def test_loading_onto_a_missing_gpu_is_the_clear_error(no_cuda, name):
     with pytest.raises(DeviceError, match="device='cpu'"):
         pretrained.load(name, device="cuda")
@@ -246,3 +252,19 @@ def test_the_hmm_voice_runs_on_the_cpu_only(no_cuda):
     assert pretrained.load("hmm_en_us_m", device="auto") is not None
     with pytest.raises(ValueError, match="numpy model that runs on the CPU"):
         pretrained.load("hmm_en_us_m", device="cuda")
+
+
+# --- inference on the model's device ----------------------------------------------------------------
+
+@pytest.mark.parametrize("training", [False, True])
+def test_the_judge_moves_cpu_inputs_to_its_device(training):
+    """The recognizer's masks, normalisation and SpecAugment noise follow the mel onto the model's device;
+    the lengths stay on the CPU (packing and CTC want them there)."""
+    from dataclasses import replace
+
+    from ttslab.models.judge import JudgeConfig, PhoneRecognizer
+
+    judge = PhoneRecognizer(replace(JudgeConfig.tiny(), rnn_layers=0)).to("meta").train(training)
+    log_probs, lengths = judge(torch.randn(2, 30, 80), torch.tensor([30, 20]))
+    assert log_probs.is_meta and log_probs.shape == (2, 15, judge.config.num_classes)
+    assert lengths.device == torch.device("cpu") and lengths.tolist() == [15, 10]
