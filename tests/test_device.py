@@ -268,3 +268,14 @@ def test_the_judge_moves_cpu_inputs_to_its_device(training):
     log_probs, lengths = judge(torch.randn(2, 30, 80), torch.tensor([30, 20]))
     assert log_probs.is_meta and log_probs.shape == (2, 15, judge.config.num_classes)
     assert lengths.device == torch.device("cpu") and lengths.tolist() == [15, 10]
+
+
+def test_a_dnn_voice_feeds_each_network_on_its_own_device():
+    """Networks of one voice may sit on different devices (a notebook moves one to the CPU to look at it)."""
+    voice = pretrained.load("dnn_en_us_m")
+    ling = np.zeros((3, 498), np.float32)
+    voice.duration.to("meta")  # the duration net elsewhere: the acoustic net must still get CPU inputs
+    means, vuv = voice.predict_frames(ling, np.array([2, 3, 1]))
+    assert means.shape == (6, voice.config.n_static) and np.isfinite(means).all() and vuv.shape == (6,)
+    with pytest.raises(NotImplementedError):  # and the duration net gets its input on its (meta) device
+        voice.predict_durations(ling)

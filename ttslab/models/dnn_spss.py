@@ -456,7 +456,7 @@ class DNNVoice(nn.Module):
     @torch.no_grad()
     def predict_durations(self, ling: np.ndarray, rate: float = 1.0) -> np.ndarray:
         """Whole frames per phone ``(P,)`` for ``(P, 498)`` linguistic features (see :func:`durations_to_frames`)."""
-        x = torch.from_numpy(np.ascontiguousarray(ling, dtype=np.float32))[None].to(self.device)
+        x = torch.from_numpy(np.ascontiguousarray(ling, dtype=np.float32))[None].to(module_device(self.duration))
         z = self.duration(x)[0].cpu().numpy()
         frames = self.normalizers["duration"].inverse_transform(z[:, None])[:, 0]
         return durations_to_frames(frames, rate)
@@ -482,7 +482,8 @@ class DNNVoice(nn.Module):
         from ttslab.text.context import frame_features
 
         x = frame_features(ling, durations, self.config.duration_scale)
-        out = self._model(kind)(torch.from_numpy(x)[None].to(self.device))[0].cpu().numpy().astype(np.float64)
+        model = self._model(kind)  # each network's own device: one may have been moved alone
+        out = model(torch.from_numpy(x)[None].to(module_device(model)))[0].cpu().numpy().astype(np.float64)
         means = self.normalizers["acoustic"].inverse_transform(out[:, :-1]).astype(np.float64)
         return means, 1.0 / (1.0 + np.exp(-out[:, -1]))
 
