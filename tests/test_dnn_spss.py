@@ -19,7 +19,8 @@ def voice_and_data(ci_corpus):
     torch.set_num_threads(1)
     tc = TrainConfig(steps=40, batch_size=4, lr=3e-3, warmup=0, valid_every=20, log_every=5)
     voice = recipe.train_dnn_voice(ci_corpus, "en_us_m", DNNConfig.tiny(), {k: tc for k in ("duration", *KINDS)},
-                                   progress=False, kinds=KINDS, max_utterances=6, valid_fraction=0.2)
+                                   progress=False, kinds=KINDS, max_utterances=6, valid_fraction=0.2,
+                                   device="cpu")
     utts = recipe.training_utterances(ci_corpus, "en_us_m", 6)
     items, _ = recipe.prepare_data(utts[:2], voice.config, progress=False)
     return voice, utts, items

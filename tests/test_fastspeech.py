@@ -230,7 +230,7 @@ def test_train_recipe_on_the_ci_corpus(ci_corpus, tmp_path):
     train, valid = split_train_valid(corpus.filter(split="train"), 2)
     assert len(valid) == 4 and not {u.text for u in valid} & {u.text for u in train}
     model, history = train_fastspeech(corpus, FastSpeechConfig.tiny(), TrainConfig(steps=3, batch_size=8, valid_every=3),
-                                      valid_prompts=2, progress=False)
+                                      valid_prompts=2, progress=False, device="cpu")
     assert history.steps_done == 3 and len(history.valid) == 1 and np.isfinite(history.valid[0]["mel"])
     # statistics come from the training speakers' data; unseen speakers get the mean
     spk = model.speaker_index("en_gb_f")

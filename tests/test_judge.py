@@ -154,7 +154,7 @@ def tiny_trained(ci_corpus):
     corpus = Corpus("tiny", utts)
     tc = TrainConfig(steps=20, batch_size=8, lr=5e-3, warmup=0, schedule="constant", valid_every=10,
                      log_every=5, seed=0)
-    return train_judge(corpus, JudgeConfig.tiny(), tc, progress=False, valid_every_nth=8)
+    return train_judge(corpus, JudgeConfig.tiny(), tc, progress=False, valid_every_nth=8, device="cpu")
 
 
 def test_training_lowers_the_ctc_loss(tiny_trained):

@@ -100,7 +100,8 @@ def test_train_vocoder_ci_mode(ci_corpus, tmp_path):
     train_config, data_config = default_train_config("ci")
     english = ci_corpus.filter(split="train", language="en")
     utts = english.filter(speakers=english.speakers[:2])
-    model, history = train_vocoder(utts, VocoderConfig.tiny(), train_config, data_config, progress=False)
+    model, history = train_vocoder(utts, VocoderConfig.tiny(), train_config, data_config, progress=False,
+                                   device="cpu")
     assert history.steps_done == train_config.steps and history.valid
     assert all(np.isfinite(r["loss"]) for r in history.train)
     assert not model.training

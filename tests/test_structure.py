@@ -62,6 +62,7 @@ def test_the_private_use_check_catches_both_forms(tmp_path, monkeypatch):
 
 LAYERS = {  # a module may import its own layer or lower ones
     "data": 0, "text": 0, "dsp": 0, "metrics": 0, "io": 0, "config": 0, "checkpoint": 0, "exercises": 0,
+    "device": 0,
     "vocoders": 1, "classical": 2, "models": 2, "train": 3, "distill": 3, "federated": 3, "distributed": 3,
     "pretrained": 3, "widgets": 4,
 }
@@ -136,7 +137,7 @@ def test_train_fastspeech_takes_its_size_from_arguments(monkeypatch, ci_corpus):
     monkeypatch.setenv("TTSLAB_CI", "1")
     tiny = model_config("tiny")
     model, _ = train_fastspeech(ci_corpus, tiny, TrainConfig(steps=1, batch_size=4, valid_every=1), valid_prompts=2,
-                                progress=False)
+                                progress=False, device="cpu")
     assert model.config == tiny
 
 

@@ -2,7 +2,7 @@
 
 The package is layered; lower layers never import upper ones::
 
-    data, text, dsp, metrics, io, config      (bottom)
+    data, text, dsp, metrics, io, config, device   (bottom)
     vocoders                                   (uses dsp)
     classical, models                          (later issues)
     train, distill, federated, distributed     (later issues)
@@ -22,7 +22,10 @@ Where things live:
   the parametric systems share are :mod:`ttslab.dsp.streams`; built-in speakers are
   :mod:`ttslab.data.speakers`;
 * library functions take sizes and modes as arguments: ``TTSLAB_CI`` and ``TTSLAB_THREADS`` are read
-  only at the edges (command lines, notebooks, benchmarks) through :mod:`ttslab.config`.
+  only at the edges (command lines, notebooks, benchmarks) through :mod:`ttslab.config`;
+* one device rule, :func:`ttslab.device.resolve_device`: recipes train on ``device="auto"`` (the GPU
+  when there is one), loaders load onto ``device="cpu"`` unless told otherwise, and inference runs
+  wherever the model sits.
 
 Importing ``ttslab`` itself is cheap: submodules are imported on demand.
 """

@@ -11,7 +11,8 @@ unpickles it with ``weights_only=True``, so a checkpoint can never run code on l
 Every model loader in ttslab (``load_checkpoint``, ``PhoneRecognizer.from_checkpoint``,
 ``DNNVoice.load``, ``FastSpeech.from_checkpoint``/``load_fastspeech``,
 ``NeuralVocoder.from_checkpoint``, the HMM ``Voice.load``, ``VoiceConverter.load``,
-``ttslab.pretrained.load``) takes the same two keywords and follows one rule, :func:`verify_file`:
+``ttslab.pretrained.load``) takes the same two keywords and follows one rule, :func:`verify_file`
+(the torch loaders also take ``device=``, default ``"cpu"``: :mod:`ttslab.device`):
 
 * ``sha256="<64 hex digits>"``: the file must have this SHA-256 (it outranks the sidecar, which a
   damaged copy may carry along);
@@ -165,8 +166,13 @@ def verify_file(path: str | Path, sha256: str | None = None, *, verify: bool = T
 
 
 def load_checkpoint(path: str | Path, *, sha256: str | None = None, verify: bool = True,
-                    map_location: str = "cpu") -> dict:
+                    map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint after checking its SHA-256 (:func:`verify_file`); floats come back float32.
+
+    Tensors are placed on ``map_location`` (``"cpu"``, ``"auto"``, ``"cuda"``, ``"cuda:N"``: see
+    :func:`ttslab.device.resolve_device`), whatever device they were saved from, so a checkpoint
+    written on a GPU loads on a CPU-only machine. Model loaders build the model on the CPU and then
+    move it, so they read with the default and take their own ``device=``.
 
     Raises :class:`CheckpointError` when the file is missing, has no checksum to check it against
     (neither ``sha256`` nor a sidecar; ``verify=False`` loads it anyway), does not match, or cannot be
@@ -174,7 +180,10 @@ def load_checkpoint(path: str | Path, *, sha256: str | None = None, verify: bool
     """
     import torch
 
+    from ttslab.device import resolve_device
+
     path = Path(path)
+    map_location = resolve_device(map_location)  # before reading: a missing GPU is reported as such
     verify_file(path, sha256, verify=verify)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ttslab.classical.mlpg import mlpg, mlpg_gv
+from ttslab.device import module_device, resolve_device
 from ttslab.dsp.normalize import Normalizer
 from ttslab.dsp.spectral import SAMPLE_RATE
 from ttslab.dsp.streams import WorldFeatureConfig
@@ -293,7 +294,7 @@ def num_parameters(model: nn.Module) -> int:
 def _mask(batch: Mapping, like: torch.Tensor) -> torch.Tensor:
     mask = batch.get("mask")
     if mask is None:
-        return torch.ones(like.shape[:2], dtype=like.dtype)
+        return torch.ones(like.shape[:2], dtype=like.dtype, device=like.device)
     if tuple(mask.shape) != tuple(like.shape[:2]):
         raise ValueError(f"mask has shape {tuple(mask.shape)} but the outputs are {tuple(like.shape[:2])}")
     return mask.to(like.dtype)
@@ -334,7 +335,7 @@ def acoustic_loss(model: AcousticModel, batch: Mapping) -> tuple[torch.Tensor, d
     m = _mask(batch, pred)
     n = m.sum().clamp_min(1.0)
     per_dim = (((pred[..., :C] - batch["y"]) ** 2) * m[..., None]).sum(dim=(0, 1))        # (C,)
-    weights = torch.ones(C, dtype=per_dim.dtype)
+    weights = torch.ones(C, dtype=per_dim.dtype, device=per_dim.device)
     lf0 = model.config.stream_slices()["lf0"]
     weights[lf0] = model.config.lf0_weight
     bce = (F.binary_cross_entropy_with_logits(pred[..., C], batch["vuv"], reduction="none") * m).sum()
@@ -418,6 +419,11 @@ class DNNVoice(nn.Module):
         return list(self.acoustic)
 
     @property
+    def device(self) -> torch.device:
+        """Where the networks are (``voice.to(device)`` moves them); features and audio stay numpy on the CPU."""
+        return module_device(self)
+
+    @property
     def default_kind(self) -> str:
         return self.config.kind if self.config.kind in self.acoustic else self.kinds[0]
 
@@ -450,7 +456,8 @@ class DNNVoice(nn.Module):
     @torch.no_grad()
     def predict_durations(self, ling: np.ndarray, rate: float = 1.0) -> np.ndarray:
         """Whole frames per phone ``(P,)`` for ``(P, 498)`` linguistic features (see :func:`durations_to_frames`)."""
-        z = self.duration(torch.from_numpy(np.ascontiguousarray(ling, dtype=np.float32))[None])[0].numpy()
+        x = torch.from_numpy(np.ascontiguousarray(ling, dtype=np.float32))[None].to(module_device(self.duration))
+        z = self.duration(x)[0].cpu().numpy()
         frames = self.normalizers["duration"].inverse_transform(z[:, None])[:, 0]
         return durations_to_frames(frames, rate)
 
@@ -475,7 +482,8 @@ class DNNVoice(nn.Module):
         from ttslab.text.context import frame_features
 
         x = frame_features(ling, durations, self.config.duration_scale)
-        out = self._model(kind)(torch.from_numpy(x)[None])[0].numpy().astype(np.float64)
+        model = self._model(kind)  # each network's own device: one may have been moved alone
+        out = model(torch.from_numpy(x)[None].to(module_device(model)))[0].cpu().numpy().astype(np.float64)
         means = self.normalizers["acoustic"].inverse_transform(out[:, :-1]).astype(np.float64)
         return means, 1.0 / (1.0 + np.exp(-out[:, -1]))
 
@@ -561,12 +569,15 @@ class DNNVoice(nn.Module):
                                extra=extra, half=half)
 
     @classmethod
-    def load(cls, path, sha256: str | None = None, *, verify: bool = True) -> DNNVoice:
-        """Read a voice written by :meth:`save`, after checking its SHA-256 against ``sha256`` or the
+    def load(cls, path, sha256: str | None = None, *, verify: bool = True,
+             device: str | torch.device = "cpu") -> DNNVoice:
+        """Read a voice written by :meth:`save` onto ``device`` (default the CPU; see :mod:`ttslab.device`),
+        after checking its SHA-256 against ``sha256`` or the
         ``.sha256`` sidecar; ``CheckpointError`` when damaged or when there is no checksum to check
         (``verify=False`` loads an unverifiable file at your own risk; see :func:`ttslab.checkpoint.verify_file`)."""
         from ttslab.checkpoint import CheckpointError, load_checkpoint
 
+        device = resolve_device(device)
         payload = load_checkpoint(path, sha256=sha256, verify=verify)
         extra = payload["extra"]
         if extra.get("format_version") != FORMAT_VERSION or "config" not in payload["model_config"]:
@@ -579,7 +590,7 @@ class DNNVoice(nn.Module):
         voice = cls(extra["speaker"], config, DurationModel(config), acoustic, normalizers, gv, extra["frontend"],
                     extra["phones"], extra["info"])
         voice.load_state_dict(payload["model"])
-        return voice.eval()
+        return voice.to(device).eval()
 
 
 def _plain(obj):

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ttslab.device import module_device, resolve_device
 from ttslab.dsp.spectral import N_MELS, SAMPLE_RATE, log_mel
 from ttslab.io import SampleRateError
 from ttslab.text.phoneset import ID_TO_PHONE, NUM_PHONE_IDS, PHONE_TO_ID, SILENCES
@@ -139,6 +140,8 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, config: JudgeConfig,
     """
     B, T, Fdim = x.shape
     x = x.clone()
+    # The draws come from the CPU generator wherever x lives: the same seed masks the same frames
+    # on a GPU as on the CPU, and the CPU RNG state is what a training checkpoint saves and restores.
     rand = lambda hi, n: torch.randint(0, max(0, hi) + 1, (n,), generator=generator)  # noqa: E731  U{0..hi}
     for b in range(B):
         for _ in range(config.freq_masks):
@@ -151,8 +154,8 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, config: JudgeConfig,
             t0 = int(rand(n - w, 1))
             x[b, t0:t0 + w, :] = 0
     if config.noise_std > 0:
-        noise = torch.randn(x.shape, generator=generator) * config.noise_std
-        x = x + noise * length_mask(lengths, T).unsqueeze(-1)
+        noise = torch.randn(x.shape, generator=generator).to(x.device) * config.noise_std
+        x = x + noise * length_mask(lengths.to(x.device), T).unsqueeze(-1)
     return x
 
 
@@ -202,16 +205,19 @@ class PhoneRecognizer(nn.Module):
         B, T, _ = mel.shape
         if lengths is None:
             lengths = torch.full((B,), T, dtype=torch.long)
+        # lengths stay on the CPU (pack_padded_sequence and CTC want them there); masks go to the mel's device
         lengths = lengths.to(torch.long).cpu()
-        x = normalize_utterance(mel.float(), lengths)
+        mel = mel.to(module_device(self))
+        x = normalize_utterance(mel.float(), lengths.to(mel.device))
         if self.training:
             x = spec_augment(x, lengths, self.config, generator)
         out_lengths = self.output_lengths(lengths)
+        on_device = out_lengths.to(mel.device)
         h = x.transpose(1, 2)  # (B, F, T)
         for block in self.convs:
             h = block(h)
             # zero the padding so that a batch gives the same answer as one utterance at a time
-            h = h * length_mask(out_lengths, h.shape[-1]).unsqueeze(1)
+            h = h * length_mask(on_device, h.shape[-1]).unsqueeze(1)
         h = h.transpose(1, 2)  # (B, T', C)
         if self.rnn is not None:
             packed = nn.utils.rnn.pack_padded_sequence(h, out_lengths, batch_first=True, enforce_sorted=False)
@@ -248,7 +254,8 @@ class PhoneRecognizer(nn.Module):
         """Greedy CTC transcription: phone labels (never ``pau``/``sil``) heard in one utterance.
 
         ``audio_or_mel``: a float waveform at 22050 Hz (1-D, numpy or torch) or an ``(80, T)``
-        natural-log mel as :func:`ttslab.dsp.log_mel` returns (or an acoustic model predicts).
+        natural-log mel as :func:`ttslab.dsp.log_mel` returns (or an acoustic model predicts), on any
+        device: it is analysed on the CPU and recognised on the model's device.
         """
         was_training = self.training
         self.eval()
@@ -275,12 +282,15 @@ class PhoneRecognizer(nn.Module):
                                extra=extra, half=half)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, sha256: str | None = None, *, verify: bool = True) -> "PhoneRecognizer":
-        """Load a saved judge in eval mode, after checking its SHA-256 against ``sha256`` or the
+    def from_checkpoint(cls, path: str | Path, sha256: str | None = None, *, verify: bool = True,
+                        device: str | torch.device = "cpu") -> "PhoneRecognizer":
+        """Load a saved judge in eval mode onto ``device`` (default the CPU: scores then do not depend on
+        the machine; see :mod:`ttslab.device`), after checking its SHA-256 against ``sha256`` or the
         ``.sha256`` sidecar; ``CheckpointError`` when corrupt or when there is no checksum to check
         (``verify=False`` loads an unverifiable file at your own risk; see :func:`ttslab.checkpoint.verify_file`)."""
         from ttslab.checkpoint import CheckpointError, load_checkpoint
 
+        device = resolve_device(device)
         state = load_checkpoint(path, sha256=sha256, verify=verify)
         cfg = dict(state["model_config"])
         if cfg.pop("kind", None) != KIND:
@@ -288,12 +298,13 @@ class PhoneRecognizer(nn.Module):
         model = cls(JudgeConfig.from_dict(cfg))
         model.load_state_dict(state["model"])
         model.extra = state.get("extra", {})
-        return model.eval()
+        return model.to(device).eval()
 
 
-def from_checkpoint(path: str | Path, sha256: str | None = None, *, verify: bool = True) -> PhoneRecognizer:
+def from_checkpoint(path: str | Path, sha256: str | None = None, *, verify: bool = True,
+                    device: str | torch.device = "cpu") -> PhoneRecognizer:
     """:meth:`PhoneRecognizer.from_checkpoint` as a function."""
-    return PhoneRecognizer.from_checkpoint(path, sha256=sha256, verify=verify)
+    return PhoneRecognizer.from_checkpoint(path, sha256=sha256, verify=verify, device=device)
 
 
 def ctc_greedy_decode(frame_ids: Sequence[int], blank: int = BLANK) -> list[int]:
@@ -320,7 +331,8 @@ def strip_silences(phone_ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torc
     >>> t.tolist(), n.tolist()
     ([[3, 4]], [2])
     """
-    keep = length_mask(lengths, phone_ids.shape[1]) & ~torch.isin(phone_ids, torch.tensor(SILENCE_IDS))
+    keep = (length_mask(lengths.to(phone_ids.device), phone_ids.shape[1])
+            & ~torch.isin(phone_ids, torch.tensor(SILENCE_IDS, device=phone_ids.device)))
     rows = [phone_ids[b][keep[b]] for b in range(phone_ids.shape[0])]
     out_lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
     return nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=0), out_lengths

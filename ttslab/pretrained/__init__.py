@@ -18,7 +18,12 @@ import importlib
 import json
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from ttslab.checkpoint import CheckpointError, verify_file
+
+if TYPE_CHECKING:  # torch is imported by the loaders, not here: the HMM voice needs no torch
+    import torch
 
 ROOT = Path(__file__).resolve().parent
 WEIGHTS = ROOT / "weights"
@@ -74,9 +79,20 @@ def loader(kind: str):
     return obj
 
 
-def load(name: str):
-    """The model of a registered checkpoint, ready for inference (eval mode)."""
+#: kinds whose loader takes ``device=``; the others (the HMM voice) are numpy models that run on the CPU
+TORCH_KINDS = ("judge", "vocoder", "fastspeech", "dnn_voice")
+
+
+def load(name: str, *, device: str | torch.device = "cpu"):
+    """The model of a registered checkpoint, ready for inference (eval mode), on ``device`` (default
+    the CPU; ``"auto"``, ``"cuda"``...: :mod:`ttslab.device`). A numpy model (the HMM voice) runs on
+    the CPU whatever ``"auto"`` finds; asking for another device for it is an error."""
     e = entry(name)
+    if e["kind"] in TORCH_KINDS:
+        return loader(e["kind"])(WEIGHTS / e["file"], sha256=e["sha256"], device=device)
+    if device != "auto" and str(device) != "cpu":
+        raise ValueError(f"{name!r} is a {e['kind']}, a numpy model that runs on the CPU; load it with "
+                         f"device='cpu' (or 'auto'), not {str(device)!r}")
     return loader(e["kind"])(WEIGHTS / e["file"], sha256=e["sha256"])
 
 

@@ -40,6 +40,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ttslab.device import resolve_device
 from ttslab.dsp.normalize import Normalizer
 from ttslab.dsp.streams import Observations, extract_features, phone_frame_ranges
 from ttslab.models.dnn_spss import (KINDS, AcousticModel, DNNConfig, DNNVoice, DurationModel, acoustic_loss,
@@ -228,15 +229,18 @@ def train_dnn_voice(corpus, speaker: str, config: DNNConfig | None = None,
                     train_config: TrainConfig | dict[str, TrainConfig] | None = None, progress: bool = True, *,
                     kinds: Sequence[str] | None = None, mode: str = "full", max_utterances: int | None = None,
                     valid_fraction: float = 0.05, jobs: int = 1, cache: bool = True,
-                    cache_root: str | None = None) -> DNNVoice:
+                    cache_root: str | None = None, device: str | torch.device = "auto") -> DNNVoice:
     """Train a duration model and an acoustic model per kind on ``speaker``'s ``train`` utterances.
 
     ``config``: sizes (default :meth:`DNNConfig.full`); ``kinds``: acoustic models to train (default
     ``(config.kind,)``); ``train_config``: one :class:`TrainConfig` for every network, or a dict with
     keys ``"duration"``, ``"ff"``, ``"lstm"`` (missing ones from :func:`default_train_configs` of
     ``mode``, "full" or "ci"). Deterministic for a given corpus and configs.
-    ``voice.info`` records data sizes, seconds per network, histories and parameter counts.
+    ``voice.info`` records data sizes, seconds per network, histories and parameter counts. The
+    networks train on ``device`` (default ``"auto"``: the GPU when there is one; :mod:`ttslab.device`)
+    and the voice stays there (``voice.to("cpu")`` moves it).
     """
+    device = resolve_device(device)  # fail before the features are extracted
     from ttslab.data.speakers import espeak_voice_for
     from ttslab.classical.mlpg import global_variance
     config = config or DNNConfig.full()
@@ -270,7 +274,7 @@ def train_dnn_voice(corpus, speaker: str, config: DNNConfig | None = None,
                          shuffle=False) if valid_items else None)
         start, cpu = time.perf_counter(), time.process_time()
         history = fit(model, loss_fn, batches, tc, valid_batches=valid, progress=progress,
-                      desc=f"{speaker} {name}")
+                      desc=f"{speaker} {name}", device=device)
         info["seconds"][name] = round(time.perf_counter() - start, 2)
         info["cpu_seconds"][name] = round(time.process_time() - cpu, 2)
         info["parameters"][name] = num_parameters(model)
@@ -306,6 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--kinds", default="ff,lstm", help="acoustic models to train (default ff,lstm)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--jobs", type=int, default=2, help="processes for uncached WORLD feature extraction")
+    parser.add_argument("--device", default="auto", help="auto (GPU if any, else CPU), cpu, cuda or cuda:N")
     parser.add_argument("--fp32", action="store_true", help="store float32 weights (default float16)")
     args = parser.parse_args(argv)
 
@@ -320,6 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
     kinds = args.kinds.split(",")
     config = DNNConfig.full(kinds[0])
     log = {"mode": mode, "config": asdict(config), "kinds": kinds, "threads": args.threads,
+           "device": str(resolve_device(args.device)),
            "train_configs": {k: v.to_dict() for k, v in default_train_configs(mode).items()},
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
                       f"torch {torch.__version__}",
@@ -327,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
            "voices": {}}
     started = time.perf_counter()
     for speaker in speakers:
-        voice = train_dnn_voice(corpus, speaker, config, kinds=kinds, mode=mode, jobs=args.jobs)
+        voice = train_dnn_voice(corpus, speaker, config, kinds=kinds, mode=mode, jobs=args.jobs, device=args.device)
         path = args.out / f"dnn_{mode}_{speaker}.pt"
         digest = voice.save(path, half=not args.fp32)
         log["voices"][speaker] = {"path": path.name, "sha256": digest, "bytes": path.stat().st_size, **voice.info}

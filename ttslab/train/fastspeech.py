@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 
 from ttslab.data.datasets import ENGLISH_SPEAKERS
+from ttslab.device import resolve_device
 from ttslab.models.fastspeech import (FastSpeech, FastSpeechConfig, collate_fastspeech, fastspeech_items,
                                       fastspeech_loss, stats_from_items)
 from ttslab.train.loop import Batches, History, TrainConfig, fit, load_or_train
@@ -83,14 +84,16 @@ def split_train_valid(utterances, valid_prompts: int) -> tuple[list, list]:
 
 def train_fastspeech(corpus, config: FastSpeechConfig | None = None, train_config: TrainConfig | None = None, *,
                      valid_prompts: int = VALID_PROMPTS["full"], ckpt_dir: str | Path | None = None,
-                     progress: bool = True) -> tuple[FastSpeech, History]:
+                     progress: bool = True, device: str | torch.device = "auto") -> tuple[FastSpeech, History]:
     """Train a :class:`FastSpeech` on the English ``train`` utterances of ``corpus``; return ``(model, history)``.
 
     ``config`` defaults to the teacher size and ``train_config`` to ``TRAIN_CONFIGS["full"]``: the
     caller picks sizes and steps (``model_config("tiny")``, ``TRAIN_CONFIGS["ci"]``), the library never
     looks at the environment. ``valid_prompts`` training prompts are held out (:data:`VALID_PROMPTS`).
-    With ``ckpt_dir`` an interrupted run resumes from its last checkpoint.
+    With ``ckpt_dir`` an interrupted run resumes from its last checkpoint. Trains on ``device`` (default
+    ``"auto"``: the GPU when there is one; :mod:`ttslab.device`); the returned model stays there.
     """
+    device = resolve_device(device)  # fail before the features are computed
     config = config or model_config("teacher")
     train_config = train_config or TRAIN_CONFIGS["full"]
     utts = [u for u in corpus.filter(split="train") if u.speaker in config.speakers]
@@ -110,7 +113,7 @@ def train_fastspeech(corpus, config: FastSpeechConfig | None = None, train_confi
     valid = (Batches(valid_items, train_config.batch_size, collate_fastspeech, lengths=frames(valid_items),
                      shuffle=False) if valid_items else None)
     history = fit(model, fastspeech_loss, batches, train_config, valid_batches=valid, ckpt_dir=ckpt_dir,
-                  progress=progress, desc="fastspeech", model_config=config.to_dict())
+                  progress=progress, desc="fastspeech", model_config=config.to_dict(), device=device)
     model.train_info = {"train_utterances": len(train_items), "valid_utterances": len(valid_utts),
                         "speakers": list(config.speakers)}
     return model, history
@@ -126,10 +129,12 @@ def training_log(model: FastSpeech, history: History, train_config: TrainConfig,
             **getattr(model, "train_info", {}), **info}
 
 
-def cached_fastspeech(mode: str, size: str | None = None, progress: bool = True) -> FastSpeech:
+def cached_fastspeech(mode: str, size: str | None = None, progress: bool = True,
+                      device: str | torch.device = "auto") -> FastSpeech:
     """The model of ``size`` (default: tiny in "ci" mode, else the teacher) trained on the built-in corpus
     of ``mode`` with ``TRAIN_CONFIGS[mode]``, trained on first use and cached under
-    ``data_home()/models/fastspeech/<key>`` (see :func:`ttslab.train.load_or_train`)."""
+    ``data_home()/models/fastspeech/<key>`` (see :func:`ttslab.train.load_or_train`); trained on and
+    returned on ``device`` (default ``"auto"``)."""
     from ttslab.data import load_builtin
 
     if mode not in TRAIN_CONFIGS:
@@ -138,18 +143,21 @@ def cached_fastspeech(mode: str, size: str | None = None, progress: bool = True)
     config, train_config = model_config(size), TRAIN_CONFIGS[mode]
     key = {"model": "fastspeech", "mode": mode, "config": config.to_dict(), "train": train_config.to_dict(),
            "valid_prompts": VALID_PROMPTS[mode]}
+    device = resolve_device(device)
+    if device.type != "cpu":  # a GPU run gives other weights (other kernels); CPU keys stay as they were
+        key["device"] = device.type
 
     def train(folder: Path) -> Path:
         model, history = train_fastspeech(load_builtin(mode), config, train_config,
                                           valid_prompts=VALID_PROMPTS[mode], ckpt_dir=folder / "run",
-                                          progress=progress)
+                                          progress=progress, device=device)
         log = training_log(model, history, train_config, corpus_mode=mode)
         (folder / "training_log.json").write_text(json.dumps(log, indent=1))
         path = folder / "fastspeech.pt"
         model.save(path, half=False, extra={"train_seconds": log["seconds"], "corpus_mode": mode})
         return path
 
-    return FastSpeech.from_checkpoint(load_or_train("fastspeech", key, train))
+    return FastSpeech.from_checkpoint(load_or_train("fastspeech", key, train), device=device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--threads", type=int, default=1, help="torch threads (the budget is measured on 1)")
+    p.add_argument("--device", default="auto", help="auto (GPU if any, else CPU), cpu, cuda or cuda:N")
     p.add_argument("--ckpt-dir", default=None, help="folder for resumable training checkpoints")
     p.add_argument("--fp32", action="store_true", help="store float32 weights (default float16)")
     p.add_argument("--no-progress", action="store_true")
@@ -176,10 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     t0, cpu0 = time.perf_counter(), time.process_time()
     model, history = train_fastspeech(load_builtin(args.mode), config, train_config,
                                       valid_prompts=VALID_PROMPTS[args.mode], ckpt_dir=args.ckpt_dir,
-                                      progress=not args.no_progress)
+                                      progress=not args.no_progress, device=args.device)
     log = training_log(model, history, train_config, corpus_mode=args.mode, size=size,
                        wall_seconds=round(time.perf_counter() - t0, 1),
-                       cpu_seconds=round(time.process_time() - cpu0, 1), command=" ".join(sys.argv))
+                       cpu_seconds=round(time.process_time() - cpu0, 1), command=" ".join(sys.argv),
+                       device=str(next(model.parameters()).device))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     digest = model.save(out, half=not args.fp32,

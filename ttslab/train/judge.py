@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 
 from ttslab.data.datasets import AcousticDataset, collate_acoustic
+from ttslab.device import resolve_device
 from ttslab.metrics import corpus_phone_error_rate
 from ttslab.models.judge import JudgeConfig, PhoneRecognizer, ctc_loss, transcribe_batch
 from ttslab.text.phoneset import ID_TO_PHONE
@@ -77,14 +78,19 @@ def dataset_per(model: PhoneRecognizer, items: Sequence[dict], batch_size: int =
 
 def train_judge(corpus, config: JudgeConfig | None = None, train_config: TrainConfig | None = None,
                 progress: bool = True, valid_every_nth: int = 20,
-                ckpt_dir: str | Path | None = None) -> tuple[PhoneRecognizer, History]:
+                ckpt_dir: str | Path | None = None,
+                device: str | torch.device = "auto") -> tuple[PhoneRecognizer, History]:
     """Train a :class:`PhoneRecognizer` on ``corpus``' English train split; return ``(model, history)``.
+
+    Trains on ``device`` (default ``"auto"``: the GPU when there is one; :mod:`ttslab.device`); the
+    returned model stays there.
 
     ``history.valid`` rows get a ``"per"`` entry: the greedy PER on the validation utterances at
     that step. The returned model holds the weights of the best validation loss, in eval mode.
     """
     config = config or JudgeConfig.full()
     train_config = train_config or default_train_config("full")
+    device = resolve_device(device)  # fail before the features are computed
     train_utts, valid_utts = split_train_valid(judge_utterances(corpus, "train"), valid_every_nth)
     if not train_utts or not valid_utts:
         raise ValueError(f"need at least {valid_every_nth} training utterances to hold some out for validation, "
@@ -105,7 +111,7 @@ def train_judge(corpus, config: JudgeConfig | None = None, train_config: TrainCo
         pers[step] = dataset_per(model, valid_set.items)
 
     history = fit(model, ctc_loss, train_batches, train_config, valid_batches=valid_batches, ckpt_dir=ckpt_dir,
-                  progress=progress, desc="judge", on_valid=on_valid, model_config=config.to_dict())
+                  progress=progress, desc="judge", on_valid=on_valid, model_config=config.to_dict(), device=device)
     for row in history.valid:  # fit records the losses; add the PER measured at the same steps
         row["per"] = pers.get(row["step"])
     return model, history
@@ -124,6 +130,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, required=True, help="checkpoint path (.pt); the log goes to .json")
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="auto", help="auto (GPU if any, else CPU), cpu, cuda or cuda:N")
     parser.add_argument("--no-augment", action="store_true", help="train without SpecAugment (for comparison)")
     parser.add_argument("--resume-dir", type=Path, default=None,
                         help="folder for the training state; an interrupted run started with it resumes there")
@@ -138,10 +145,12 @@ def main(argv: list[str] | None = None) -> Path:
         train_config = replace(train_config, steps=args.steps)
     corpus = load_builtin(mode)
     t0 = time.perf_counter()
-    model, history = train_judge(corpus, config, train_config, progress=True, ckpt_dir=args.resume_dir)
+    model, history = train_judge(corpus, config, train_config, progress=True, ckpt_dir=args.resume_dir,
+                                 device=args.device)
     seconds = time.perf_counter() - t0
     log = {"mode": mode, "model_config": config.to_dict(), "train_config": train_config.to_dict(),
            "parameters": model.num_parameters(), "threads": args.threads,
+           "device": str(next(model.parameters()).device),
            "seconds_total": round(seconds, 1), "seconds_training": round(history.seconds, 1),
            "valid_per": next((r["per"] for r in history.valid if r["step"] == history.best_step), None),
            "history": history.to_dict(),

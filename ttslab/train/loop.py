@@ -8,6 +8,7 @@ The pieces are deliberately small and functional, so later chapters can recombin
   gives the same batches in the same order, also after a resume;
 * :func:`train_step` is one optimizer step (what a federated client repeats locally);
 * :func:`fit` is the loop: warm-up + cosine/exponential learning-rate schedule, gradient clipping,
+  training on any device (the batches follow the model there: :func:`ttslab.device.to_device`),
   validation every ``valid_every`` steps, early stopping, a ``tqdm.auto`` progress bar, atomic
   checkpoints (:mod:`ttslab.checkpoint`) and resume from the last one;
 * :func:`load_or_train` caches a trained checkpoint under a key made from its configuration, so a
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from ttslab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ttslab.device import module_device, resolve_device, to_device
 
 LossFn = Callable[[torch.nn.Module, dict], "tuple[torch.Tensor, dict]"]
 SCHEDULES = ("constant", "cosine", "exponential")
@@ -180,9 +182,24 @@ def _check_loss(loss: torch.Tensor, step: int) -> None:
                                  f"inputs for NaN/inf, or enable grad_clip")
 
 
+def _placed(model: torch.nn.Module, device) -> torch.device:
+    """Move ``model`` to ``device`` (None: leave it where it is); return the device it is on."""
+    if device is None:
+        return module_device(model)
+    device = resolve_device(device)
+    if module_device(model) != device:  # train_step runs every step: skip the no-op walk over the weights
+        model.to(device)
+    return device
+
+
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, batch: dict,
-               grad_clip: float | None = 1.0) -> dict:
-    """One update: forward, backward, clip, step. Returns the loss terms as floats (+ ``grad_norm``)."""
+               grad_clip: float | None = 1.0, device: str | torch.device | None = None) -> dict:
+    """One update: forward, backward, clip, step. Returns the loss terms as floats (+ ``grad_norm``).
+
+    The model is moved to ``device`` (None: it stays where it is) and the batch's tensors to the
+    model's device, so a collate function can always build CPU tensors.
+    """
+    batch = to_device(batch, _placed(model, device))
     model.train()
     optimizer.zero_grad(set_to_none=True)
     loss, logs = loss_fn(model, batch)
@@ -195,14 +212,17 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loss_fn: LossFn, batches: Batches | Sequence[dict]) -> dict:
-    """Mean of every loss term over the batches, weighted by batch count (model in eval mode)."""
+def evaluate(model: torch.nn.Module, loss_fn: LossFn, batches: Batches | Sequence[dict],
+             device: str | torch.device | None = None) -> dict:
+    """Mean of every loss term over the batches, weighted by batch count (model in eval mode), on
+    ``device`` (None: where the model is; the batches are moved there)."""
+    device = _placed(model, device)
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
     n = 0
     for batch in (batches.epoch(0) if isinstance(batches, Batches) else batches):
-        loss, logs = loss_fn(model, batch)
+        loss, logs = loss_fn(model, to_device(batch, device))
         for k, v in {"loss": float(loss), **{k: float(v) for k, v in logs.items()}}.items():
             sums[k] = sums.get(k, 0.0) + v
         n += 1
@@ -220,8 +240,13 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
 def fit(model: torch.nn.Module, loss_fn: LossFn, train_batches: Batches, config: TrainConfig, *,
         valid_batches: Batches | None = None, ckpt_dir: str | Path | None = None, resume: bool = True,
         progress: bool = True, desc: str = "train", optimizer: torch.optim.Optimizer | None = None,
-        on_valid: Callable[[int, dict], None] | None = None, model_config: dict | None = None) -> History:
+        on_valid: Callable[[int, dict], None] | None = None, model_config: dict | None = None,
+        device: str | torch.device | None = None) -> History:
     """Train ``model`` for ``config.steps`` updates; return the :class:`History`.
+
+    The model is moved to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``...: :func:`ttslab.device.resolve_device`;
+    None, the default, trains it where it is) and every batch to the same device; the collate
+    functions build CPU tensors. The trained model stays on that device.
 
     With ``valid_batches`` the model is validated every ``valid_every`` steps and at the end; the best
     weights (lowest validation loss) are restored at the end, and ``patience`` stops early. With
@@ -229,20 +254,22 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train_batches: Batches, config:
     with ``resume``, an interrupted run continues from it: same weights, optimizer, schedule, batch
     position and RNG state, so the result equals an uninterrupted run.
     """
+    # before the optimizer is made (and resumed state loaded), so its state lives with the weights
+    device = _placed(model, device)
     if not config.threads:
         return _fit(model, loss_fn, train_batches, config, valid_batches=valid_batches, ckpt_dir=ckpt_dir,
                     resume=resume, progress=progress, desc=desc, optimizer=optimizer, on_valid=on_valid,
-                    model_config=model_config)
+                    model_config=model_config, device=device)
     from ttslab.config import thread_limit
 
     with thread_limit(config.threads):  # the caller's thread settings come back afterwards
         return _fit(model, loss_fn, train_batches, config, valid_batches=valid_batches, ckpt_dir=ckpt_dir,
                     resume=resume, progress=progress, desc=desc, optimizer=optimizer, on_valid=on_valid,
-                    model_config=model_config)
+                    model_config=model_config, device=device)
 
 
 def _fit(model, loss_fn, train_batches, config, *, valid_batches, ckpt_dir, resume, progress, desc, optimizer,
-         on_valid, model_config) -> History:
+         on_valid, model_config, device) -> History:
     from tqdm.auto import tqdm
 
     seed_everything(config.seed)
@@ -268,18 +295,22 @@ def _fit(model, loss_fn, train_batches, config, *, valid_batches, ckpt_dir, resu
         best_state, bad_validations = state.get("best_model"), state.get("bad_validations", 0)
         elapsed = history.seconds
         torch.set_rng_state(state["torch_rng"])
+        # dropout on a GPU draws from the CUDA generator; a run resumed on the CPU has no use for it
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
 
     def save(at_epoch: int, at_index: int) -> None:
         history.seconds = elapsed + (time.perf_counter() - t0)
         save_checkpoint(ckpt, model, model_config=model_config, optimizer=optimizer.state_dict(),
                         scheduler=scheduler.state_dict(), step=step, epoch=at_epoch, index=at_index,
                         history=history.to_dict(), best_model=best_state, bad_validations=bad_validations,
-                        torch_rng=torch.get_rng_state(), run_config=run_config)
+                        torch_rng=torch.get_rng_state(), run_config=run_config,
+                        cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
 
     def validate() -> bool:
         """Validate, track the best weights; True when patience ran out."""
         nonlocal best_state, bad_validations
-        logs = evaluate(model, loss_fn, valid_batches)
+        logs = evaluate(model, loss_fn, valid_batches, device)
         history.valid.append({"step": step, **logs})
         if on_valid is not None:
             on_valid(step, logs)
@@ -296,7 +327,7 @@ def _fit(model, loss_fn, train_batches, config, *, valid_batches, ckpt_dir, resu
     running: dict[str, float] = {}
     while step < config.steps:
         epoch, index, batch = next(stream)
-        logs = train_step(model, optimizer, loss_fn, batch, config.grad_clip)
+        logs = train_step(model, optimizer, loss_fn, batch, config.grad_clip, device)
         scheduler.step()
         step += 1
         index += 1

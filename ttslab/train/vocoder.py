@@ -45,6 +45,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ttslab.device import resolve_device
 from ttslab.dsp.spectral import HOP, SAMPLE_RATE, LogMel, hann_window
 from ttslab.train.loop import Batches, History, TrainConfig, fit, seed_everything
 from ttslab.vocoders.neural import NeuralVocoder, VocoderConfig
@@ -233,11 +234,14 @@ def default_train_config(mode: str = "full") -> tuple[TrainConfig, DataConfig]:
 
 def train_vocoder(utterances: Sequence, config: VocoderConfig | None = None,
                   train_config: TrainConfig | None = None, data_config: DataConfig | None = None, *,
-                  ckpt_dir: str | Path | None = None, progress: bool = True) -> tuple[NeuralVocoder, History]:
-    """Train a :class:`NeuralVocoder` on ``utterances`` (objects with ``.id .speaker .load_audio()``).
+                  ckpt_dir: str | Path | None = None, progress: bool = True,
+                  device: str | torch.device = "auto") -> tuple[NeuralVocoder, History]:
+    """Train a :class:`NeuralVocoder` on ``utterances`` (objects with ``.id .speaker .load_audio()``)
+    on ``device`` (default ``"auto"``: the GPU when there is one; :mod:`ttslab.device`).
 
-    Returns the model with the best validation weights (eval mode) and the training history.
+    Returns the model with the best validation weights (eval mode, on ``device``) and the training history.
     """
+    device = resolve_device(device)  # fail before the audio is analysed
     config = config or VocoderConfig.full()
     default_train, default_data = default_train_config("full")
     train_config, data_config = train_config or default_train, data_config or default_data
@@ -257,7 +261,7 @@ def train_vocoder(utterances: Sequence, config: VocoderConfig | None = None,
         return vocoder_loss(m, b, **data_config.loss_weights())
 
     history = fit(model, loss_fn, train_batches, train_config, valid_batches=valid_batches, ckpt_dir=ckpt_dir,
-                  progress=progress, desc="vocoder", model_config=asdict(config))
+                  progress=progress, desc="vocoder", model_config=asdict(config), device=device)
     return model, history
 
 
@@ -267,6 +271,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, required=True, help="checkpoint path (.pt)")
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="auto", help="auto (GPU if any, else CPU), cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
 
     from ttslab.config import mode as default_mode
@@ -282,13 +287,14 @@ def main(argv: list[str] | None = None) -> Path:
     utterances = load_builtin(mode).filter(split="train", language="en")
     t0, cpu0 = time.perf_counter(), time.process_time()
     model, history = train_vocoder(utterances, config, train_config, data_config,
-                                   ckpt_dir=args.out.parent / (args.out.stem + "_run"))
+                                   ckpt_dir=args.out.parent / (args.out.stem + "_run"), device=args.device)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     log = {"mode": mode, "model_config": asdict(config), "train_config": train_config.to_dict(),
            "data_config": asdict(data_config), "parameters": model.num_parameters(),
            "seconds_total": seconds, "seconds_training": history.seconds, "cpu_seconds_total": cpu_seconds,
            "load_average_1min_at_end": os.getloadavg()[0], "threads": torch.get_num_threads(),
-           "torch": torch.__version__, "history": history.to_dict()}
+           "torch": torch.__version__, "device": str(next(model.parameters()).device),
+           "history": history.to_dict()}
     digest = model.save(args.out, half=True, extra={"train_mode": mode, "steps": history.steps_done,
                                                      "best_step": history.best_step or -1})
     log["sha256"] = digest

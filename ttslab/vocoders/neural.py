@@ -165,12 +165,14 @@ class NeuralVocoder(nn.Module):
                            center=True, length=frames * self.config.hop)
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Audio on the model's device; ``log_mel`` may be on any device (it is moved there)."""
         _check_mel(log_mel, self.config.n_mels, batched=True)
-        return self.istft(self.spectrum(log_mel))
+        return self.istft(self.spectrum(log_mel.to(self.window.device)))
 
     @torch.no_grad()
     def vocode(self, log_mel, length: int | None = None) -> np.ndarray:
-        """float32 audio in [-1, 1] from one log-mel ``(n_mels, frames)`` (numpy or torch), or a batch.
+        """float32 audio in [-1, 1] from one log-mel ``(n_mels, frames)`` (numpy or torch, on any device),
+        or a batch; computed on the model's device, returned as numpy.
 
         ``length`` trims (or zero-pads) the output, e.g. to the length of the analysed signal.
         """
@@ -206,18 +208,22 @@ class NeuralVocoder(nn.Module):
         return save_checkpoint(path, self, model_config=asdict(self.config), extra=extra, half=half, **state)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, sha256: str | None = None, *, verify: bool = True) -> "NeuralVocoder":
-        """Load a checkpoint written by :meth:`save` (checksum verified, ``weights_only`` unpickling);
+    def from_checkpoint(cls, path: str | Path, sha256: str | None = None, *, verify: bool = True,
+                        device: str | torch.device = "cpu") -> "NeuralVocoder":
+        """Load a checkpoint written by :meth:`save` (checksum verified, ``weights_only`` unpickling) onto
+        ``device`` (default the CPU; see :mod:`ttslab.device`);
         ``verify=False`` loads a file with no sidecar and no ``sha256`` (see :func:`ttslab.checkpoint.verify_file`)."""
         from ttslab.checkpoint import CheckpointError, load_checkpoint
+        from ttslab.device import resolve_device
 
+        device = resolve_device(device)
         payload = load_checkpoint(path, sha256=sha256, verify=verify)
         try:
             model = cls(VocoderConfig(**payload["model_config"]))
             model.load_state_dict(payload["model"])
         except (TypeError, RuntimeError) as exc:
             raise CheckpointError(f"{path} does not hold a NeuralVocoder checkpoint: {exc}") from exc
-        return model.eval()
+        return model.to(device).eval()
 
 
 @lru_cache(maxsize=1)

@@ -105,7 +105,9 @@ class FFTStack(nn.Module):
     def positions(self, n: int, device) -> torch.Tensor:
         if len(self._pe) < n:  # grow the cached table (not a buffer: it is not a weight)
             self._pe = sinusoidal_positions(max(n, 2 * len(self._pe), 256), self.d)
-        return self._pe[:n].to(device)
+        if self._pe.device != device:  # kept where the model runs, not copied there at every forward
+            self._pe = self._pe.to(device)
+        return self._pe[:n]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = zero_padding(self.dropout(x + self.positions(x.shape[1], x.device)[None]), mask)

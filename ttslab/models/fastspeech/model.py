@@ -269,6 +269,7 @@ class FastSpeech(nn.Module):
         :func:`text_to_inputs` (ids with their stress and word positions) -> dict with ``mel``
         (T, 80) log-mel (postnet output when there is one), ``durations`` (N,) frames, ``pitch`` (N,)
         phone F0 in Hz (``exp`` of the log-F0, shift included), ``energy`` (N,) phone log energy.
+        It runs on the model's device; the inputs may live anywhere and the outputs are CPU tensors.
 
         ``durations`` (N,) forces the timing (oracle durations); ``rate`` 2.0 speaks twice as fast.
         """
@@ -276,7 +277,7 @@ class FastSpeech(nn.Module):
             stress = phone_ids.get("stress") if stress is None else stress
             word_position = phone_ids.get("word_position") if word_position is None else word_position
             phone_ids = phone_ids["phone_ids"]
-        ids = torch.as_tensor(np.asarray(phone_ids), dtype=torch.long)
+        ids = torch.as_tensor(_host(phone_ids), dtype=torch.long)
         if ids.ndim != 1 or len(ids) == 0:
             raise ValueError(f"phone_ids must be a non-empty 1-D sequence, got shape {tuple(ids.shape)}")
         if (ids == 0).any():
@@ -284,7 +285,7 @@ class FastSpeech(nn.Module):
         spk = torch.tensor([self.speaker_index(speaker)])
         dur = None
         if durations is not None:
-            dur = torch.as_tensor(np.asarray(durations), dtype=torch.long)
+            dur = torch.as_tensor(_host(durations), dtype=torch.long)
             if dur.shape != ids.shape:
                 raise ValueError(f"durations {tuple(dur.shape)} must match phone_ids {tuple(ids.shape)}")
             dur = dur[None]
@@ -292,7 +293,7 @@ class FastSpeech(nn.Module):
         self.eval()
         try:
             device = self.mel_mean.device
-            ctx = {k: None if v is None else torch.as_tensor(np.asarray(v)).long()[None].to(device)
+            ctx = {k: None if v is None else torch.as_tensor(_host(v)).long()[None].to(device)
                    for k, v in (("stress", stress), ("word_position", word_position))}
             out = self(ids[None].to(device), spk.to(device), durations=None if dur is None else dur.to(device),
                        rate=rate, pitch_shift_semitones=pitch_shift_semitones, energy_scale=energy_scale, **ctx)
@@ -320,18 +321,27 @@ class FastSpeech(nn.Module):
         return save_checkpoint(path, self, model_config=self.config.to_dict(), extra=info, half=half, **state)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, sha256: str | None = None, *, verify: bool = True) -> "FastSpeech":
-        """Load a checkpoint written by :meth:`save` (checksum verified, ``weights_only`` unpickling);
+    def from_checkpoint(cls, path: str | Path, sha256: str | None = None, *, verify: bool = True,
+                        device: str | torch.device = "cpu") -> "FastSpeech":
+        """Load a checkpoint written by :meth:`save` (checksum verified, ``weights_only`` unpickling) onto
+        ``device`` (default the CPU, whatever device it was saved from; see :mod:`ttslab.device`);
         ``verify=False`` loads a file with no sidecar and no ``sha256`` (see :func:`ttslab.checkpoint.verify_file`)."""
         from ttslab.checkpoint import CheckpointError, load_checkpoint
+        from ttslab.device import resolve_device
 
+        device = resolve_device(device)  # before reading the file: a missing GPU is the error to report
         payload = load_checkpoint(path, sha256=sha256, verify=verify)
         try:
             model = cls(FastSpeechConfig.from_dict(payload["model_config"]))
             model.load_state_dict(payload["model"])
         except (TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path} does not hold a FastSpeech checkpoint: {exc}") from exc
-        return model.eval()
+        return model.to(device).eval()
+
+
+def _host(values) -> np.ndarray:
+    """A numpy array of ``values`` (a list, an array, or a tensor on any device)."""
+    return values.detach().cpu().numpy() if torch.is_tensor(values) else np.asarray(values)
 
 
 def save_fastspeech(path: str | Path, model: FastSpeech, **kwargs) -> str:
@@ -339,6 +349,7 @@ def save_fastspeech(path: str | Path, model: FastSpeech, **kwargs) -> str:
     return model.save(path, **kwargs)
 
 
-def load_fastspeech(path: str | Path, sha256: str | None = None, *, verify: bool = True) -> FastSpeech:
+def load_fastspeech(path: str | Path, sha256: str | None = None, *, verify: bool = True,
+                    device: str | torch.device = "cpu") -> FastSpeech:
     """:meth:`FastSpeech.from_checkpoint` as a function."""
-    return FastSpeech.from_checkpoint(path, sha256=sha256, verify=verify)
+    return FastSpeech.from_checkpoint(path, sha256=sha256, verify=verify, device=device)
