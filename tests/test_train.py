@@ -236,3 +236,9 @@ def test_acoustic_dataset_rejects_unknown_speakers_and_empty_input(ci_corpus):
         AcousticDataset(utts, speakers=("nobody",), progress=False)
     with pytest.raises(ValueError, match="no utterances"):
         AcousticDataset([], progress=False)
+
+
+@pytest.mark.parametrize("schedule, ratio", [("cosine", -0.1), ("cosine", 1.5), ("exponential", 0.0)])
+def test_min_lr_ratio_outside_its_range_is_refused(schedule, ratio):
+    with pytest.raises(ValueError, match="min_lr_ratio"):
+        TrainConfig(steps=10, batch_size=2, schedule=schedule, min_lr_ratio=ratio)

@@ -65,6 +65,11 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; use one of {SCHEDULES}")
         if self.valid_every < 1 or self.log_every < 1:
             raise ValueError("valid_every and log_every must be >= 1")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio is the final fraction of lr and must be in [0, 1], got {self.min_lr_ratio}")
+        # the exponential schedule raises min_lr_ratio to a power: 0 would drop to lr 0 right after the warm-up
+        if self.schedule == "exponential" and self.min_lr_ratio == 0:
+            raise ValueError("min_lr_ratio must be > 0 for the exponential schedule (it decays towards it)")
         self.betas = tuple(self.betas)
 
     def to_dict(self) -> dict:
