@@ -243,6 +243,7 @@ class Run:
     started: float = field(default_factory=time.perf_counter)
     started_utc: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     load_average_start: str = field(default_factory=load_average)
+    code: dict = field(default_factory=git_state)  #: the commit that ran, read at the start
 
     @property
     def paths(self) -> tuple[Path, Path]:
@@ -252,9 +253,9 @@ class Run:
         return time.perf_counter() - self.started
 
     def provenance(self) -> dict:
-        """Everything needed to trust and reproduce the numbers, recorded at the end of the run."""
+        """Everything needed to trust and reproduce the numbers (the commit as of the start)."""
         return {"bench": self.bench, "mode": self.mode, "command": self.command, "threads": self.threads,
-                "blas_threads": 1, **git_state(), **machine_facts(),
+                "blas_threads": 1, **self.code, **machine_facts(),
                 "started_utc": self.started_utc, "wall_seconds": round(self.elapsed(), 1),
                 "load_average_start": self.load_average_start, "load_average_end": load_average()}
 
