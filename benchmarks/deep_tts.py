@@ -171,12 +171,9 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def hmm_float_count(voice) -> int:
-    """Floats an HMM voice stores (every float array it saves: tree leaves' means, variances, GV, ...).
-
-    Uses the private ``Voice._arrays()`` (what :meth:`Voice.save` writes) until ``ttslab.classical.hts``
-    offers a public count (e.g. ``Voice.num_parameters()``); this is the only place that touches it.
-    """
-    arrays = voice._arrays()
+    """Floats an HMM voice stores: every float array of :meth:`Voice.to_arrays` (what :meth:`Voice.save`
+    writes: tree leaves' means, variances, GV statistics, ...)."""
+    arrays = voice.to_arrays()
     return int(sum(a.size for k, a in arrays.items() if k != "meta" and a.dtype.kind == "f"))
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job (README "Quick start"): set up the environment, build the built-in corpus and
 # execute every notebook in order. Full mode by default; TTSLAB_CI=1 for the small CI mode.
-# Executed copies and a summary go to results/<mode>/.
+# Executed copies and a summary go to results/<mode>/; with --in-place the notebooks that ran
+# without error are also written back to notebooks/ (tidied: final progress bars, Ogg audio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh

@@ -2,12 +2,19 @@
 
     python scripts/train_pretrained.py judge vocoder fastspeech_teacher dnn     # train + register
     python scripts/train_pretrained.py judge --build /tmp/ckpt --register-only  # register a finished run
+    python scripts/train_pretrained.py hmm_en_us_m                               # an HTS-style HMM voice
 
 Each name runs its recipe (``python -m ttslab.train.<model> --mode full ...``, one torch thread by
 default) into the build folder, then copies the float16 checkpoint to ``ttslab/pretrained/weights/``,
 its training log to ``ttslab/pretrained/logs/`` and records the SHA-256, size, parameter count,
 training time and the exact command in ``ttslab/pretrained/registry.json``. ``--register-only`` skips
 training and registers what the same command left in the build folder earlier.
+
+``hmm_<speaker>`` trains an HTS-style HMM voice with its recipe, ``python -m ttslab.train.hmm_voice``
+(:func:`ttslab.classical.hts.train_voice`, full mode, the default :class:`~ttslab.classical.hts.HTSConfig`
+that notebook 04 uses, one feature process), and ships the voice file (``Voice.save``: an ``.npz``
+with its own checksum, float64 trees; shipped with its members deflated) as
+``weights/hmm_<speaker>.npz``.
 """
 
 from __future__ import annotations
@@ -40,6 +47,12 @@ RECIPES = {
     "dnn": ("dnn_voice", "ttslab.train.dnn_spss", ["--mode", "full", "--out", "{build}/dnn"],
             None, "dnn/dnn_full_training_log.json"),
 }
+HMM_SPEAKERS = ("en_us_m",)  # notebook 04's voice; any speaker of the built-in corpus would do
+for _speaker in HMM_SPEAKERS:
+    RECIPES[f"hmm_{_speaker}"] = ("hmm_voice", "ttslab.train.hmm_voice",
+                                  ["--mode", "full", "--speaker", _speaker, "--jobs", "1",
+                                   "--out", "{build}/hmm_%s.npz" % _speaker],
+                                  f"hmm_{_speaker}.npz", f"hmm_{_speaker}.json")
 
 
 def command(name: str, build: Path, threads: int) -> list[str]:
@@ -48,7 +61,7 @@ def command(name: str, build: Path, threads: int) -> list[str]:
 
 
 def parameters(kind: str, path: Path, digest: str) -> int:
-    model = pretrained._resolve(pretrained.LOADERS[kind])(path, sha256=digest)
+    model = pretrained.loader(kind)(path, sha256=digest)
     return int(sum(p.numel() for p in model.parameters()))
 
 
@@ -75,12 +88,44 @@ def _seconds(value) -> float | None:
     return None if value is None else round(float(value), 1)
 
 
+def deflate_npz(src: Path, dst: Path) -> None:
+    """Copy an ``.npz`` with its members deflated (what ``np.savez_compressed`` writes; ``np.load`` and so
+    ``Voice.load`` read both). The arrays, and so the voice's own checksum, are unchanged: a full-mode
+    voice's float64 trees shrink by a third (6.4 -> 4.3 MB). Fixed timestamps: same voice, same bytes."""
+    import zipfile
+
+    tmp = dst.with_name(dst.name + ".tmp")
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zout:
+        for info in zin.infolist():
+            member = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            member.compress_type = zipfile.ZIP_DEFLATED
+            zout.writestr(member, zin.read(info.filename), compresslevel=9)
+    tmp.replace(dst)
+
+
+def register_voice(name: str, kind: str, src: Path, log: dict, cmd: str, registry: dict) -> None:
+    """Ship an HMM voice file: it carries its own content checksum; the registry adds the file's SHA-256."""
+    pretrained.WEIGHTS.mkdir(parents=True, exist_ok=True)
+    pretrained.LOGS.mkdir(parents=True, exist_ok=True)
+    dst = pretrained.WEIGHTS / src.name
+    deflate_npz(src, dst)
+    digest = sha256_file(dst)
+    voice = pretrained.loader(kind)(dst, sha256=digest)  # loads, so it is readable
+    leaves = sum(t.n_leaves for trees in voice.trees.values() for t in trees) + voice.duration_tree.n_leaves
+    atomic_write_json(pretrained.LOGS / f"{name}.json", log)
+    registry[name] = {"kind": kind, "file": dst.name, "sha256": digest, "bytes": dst.stat().st_size,
+                      "leaves": leaves, "command": cmd, "log": f"{name}.json", "threads": log.get("threads"),
+                      "train_seconds": _seconds(log.get("seconds"))}
+
+
 def register(name: str, build: Path, threads: int, registry: dict) -> None:
     kind, _, _, ckpt, log_file = RECIPES[name]
     log_path = build / log_file
     log = json.loads(log_path.read_text())
     cmd = " ".join(command(name, Path("BUILD"), threads))
-    if name == "dnn":
+    if kind == "hmm_voice":
+        register_voice(name, kind, build / ckpt, log, cmd, registry)
+    elif name == "dnn":
         for speaker, info in log["voices"].items():
             entry = f"dnn_{speaker}"
             register_file(entry, kind, log_path.parent / info["path"], {"threads": log["threads"], **info},
@@ -92,6 +137,7 @@ def register(name: str, build: Path, threads: int, registry: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="+", choices=sorted(RECIPES))
     parser.add_argument("--build", type=Path, default=Path("/tmp/ttslab-pretrained-build"),
@@ -104,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         if not args.register_only:
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS="1")
-            subprocess.run(command(name, args.build, args.threads), check=True, env=env, cwd=REPO)
+            run = [sys.executable, *command(name, args.build, args.threads)[1:]]  # this interpreter, not PATH's python
+            subprocess.run(run, check=True, env=env, cwd=REPO)
         register(name, args.build, args.threads, registry)
         atomic_write_json(pretrained.REGISTRY, registry)
         print(f"registered {name}")

@@ -41,6 +41,7 @@ def assert_tiles(segments, n_samples):
 # ----------------------------------------------------------------------------- the aligner on the built-in corpus
 
 
+@pytest.mark.slow
 def test_accuracy_on_held_out_utterances(aligner, test_utterances):
     errors = np.concatenate([boundary_errors(u.segments, aligner.align_utterance(u)) for u in test_utterances])
     assert errors.size > 300
@@ -49,6 +50,7 @@ def test_accuracy_on_held_out_utterances(aligner, test_utterances):
     assert accuracy_within(errors, 0.050) >= 0.97
 
 
+@pytest.mark.slow
 def test_log_likelihood_increases_every_iteration(aligner):
     lls = [h["log_likelihood"] for h in aligner.history_]
     assert len(lls) == FAST["n_iter"]
@@ -56,6 +58,7 @@ def test_log_likelihood_increases_every_iteration(aligner):
     assert aligner.history_[-1]["per_frame"] == pytest.approx(lls[-1] / aligner.n_train_frames_)
 
 
+@pytest.mark.slow
 def test_segments_tile_the_audio_and_keep_the_transcript(aligner, test_utterances):
     for utt in test_utterances[:3]:
         segments = aligner.align_utterance(utt)
@@ -64,10 +67,11 @@ def test_segments_tile_the_audio_and_keep_the_transcript(aligner, test_utterance
         assert [s.word for s in segments] == [s.word for s in utt.segments]
 
 
+@pytest.mark.slow
 def test_align_from_audio_and_phones(aligner, test_utterances):
     utt = test_utterances[0]
     audio = utt.load_audio()
-    segments = aligner.align(audio, [s.label for s in utt.segments])
+    segments = aligner.align(audio, [s.label for s in utt.segments], sample_rate=utt.sample_rate)
     assert_tiles(segments, len(audio))
     assert segments == [Segment(s.label, s.start, s.end) for s in aligner.align_utterance(utt)]
 
@@ -94,26 +98,54 @@ def test_multi_speaker_needs_to_be_asked_for(ci_corpus):
 # ----------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.slow
 def test_clear_errors(aligner, test_utterances):
-    audio = test_utterances[0].load_audio()
+    audio, sr = test_utterances[0].load_audio(), test_utterances[0].sample_rate
     with pytest.raises(ValueError, match="empty"):
-        aligner.align(audio, [])
+        aligner.align(audio, [], sample_rate=sr)
     with pytest.raises(ValueError, match=r"unknown phone\(s\) \['AH', 'xx'\]"):
-        aligner.align(audio, ["sil", "AH", "xx"])
+        aligner.align(audio, ["sil", "AH", "xx"], sample_rate=sr)
     with pytest.raises(ValueError, match="too short"):
-        aligner.align(audio[:2000], ["sil", "hh", "ah", "l", "ow", "w", "er", "l", "d", "sil"])   # 19 frames, 28 needed
+        aligner.align(audio[:2000], ["sil", "hh", "ah", "l", "ow", "w", "er", "l", "d", "sil"],  # 19 frames, 28 needed
+                      sample_rate=sr)
     with pytest.raises(ValueError, match="only skippable"):
-        aligner.align(audio, [SP, SP])
+        aligner.align(audio, [SP, SP], sample_rate=sr)
     with pytest.raises(RuntimeError, match="not trained"):
-        ForcedAligner().align(audio, ["sil"])
+        ForcedAligner().align(audio, ["sil"], sample_rate=sr)
+
+
+def test_align_needs_the_sample_rate_of_the_audio(aligner, test_utterances):
+    """Audio at another rate used to be aligned silently, to nonsense (issue 8 §7)."""
+    import librosa
+
+    from ttslab.io import SampleRateError
+
+    utt = test_utterances[0]
+    audio, phones = utt.load_audio(), [s.label for s in utt.segments]
+    assert utt.sample_rate == aligner.config.sample_rate == 22050
+    with pytest.raises(TypeError, match=r"sample_rate=<Hz> \(this aligner works at 22050 Hz"):
+        aligner.align(audio, phones)
+    slow = librosa.resample(audio, orig_sr=22050, target_sr=16000)
+    with pytest.raises(SampleRateError, match=r"audio is at 16000 Hz but this aligner works at 22050 Hz.*"
+                                              r"librosa\.resample\(audio, orig_sr=16000, target_sr=22050\)"):
+        aligner.align(slow, phones, sample_rate=16000)
+    with pytest.raises(ValueError, match="positive whole number"):
+        aligner.align(audio, phones, sample_rate=22050.0)
+    with pytest.raises(SampleRateError, match="16000 Hz"):      # training items are checked the same way
+        ForcedAligner(progress=False).fit([(slow, phones, 16000)])
+    with pytest.raises(TypeError, match=r"\(audio, phones, sample_rate\) triples"):
+        ForcedAligner(progress=False).fit([(audio, phones)])
+    back = librosa.resample(slow, orig_sr=16000, target_sr=22050)  # the advice works
+    assert_tiles(aligner.align(back, phones, sample_rate=22050), len(back))
     with pytest.raises(ValueError, match="power of 2"):
         AlignerConfig(mixtures=3)
 
 
+@pytest.mark.slow
 def test_unseen_phone_warns(aligner, test_utterances):
     audio = test_utterances[0].load_audio()
     with pytest.warns(UserWarning, match="did not occur in the training data"):
-        aligner.align(audio, ["sil", "rr", "a", "sil"])   # Spanish phones: models at the flat start
+        aligner.align(audio, ["sil", "rr", "a", "sil"], sample_rate=22050)   # Spanish phones: models at the flat start
 
 
 # ----------------------------------------------------------------------------- building blocks

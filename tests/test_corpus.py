@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from ttslab.data import builtin
+from ttslab.text import frontend
 from ttslab.data.corpus import CorpusNotFoundError, Segment
 from ttslab.data.labels import read_htk_lab, format_textgrid
 from ttslab.io import AudioFileError
@@ -97,13 +98,13 @@ def test_stops_start_at_their_closure(ci_corpus):
 
 def test_closure_start_examples():
     x = np.r_[np.full(300, 800), np.zeros(200), np.full(100, 900)].astype(np.int16)
-    assert abs(builtin.closure_start(x, 500, earliest=110) - 300) <= builtin.ENVELOPE_SAMPLES // 2
+    assert abs(frontend.closure_start(x, 500, earliest=110) - 300) <= frontend.ENVELOPE_SAMPLES // 2
     rng = np.random.default_rng(0)
     breathy = x + np.r_[np.zeros(300), rng.normal(0, 5, 200), np.zeros(100)].astype(np.int16)
-    assert abs(builtin.closure_start(breathy, 500, earliest=110) - 300) <= builtin.ENVELOPE_SAMPLES // 2
-    assert builtin.closure_start(x, 500, earliest=400) == 400  # never before `earliest`
+    assert abs(frontend.closure_start(breathy, 500, earliest=110) - 300) <= frontend.ENVELOPE_SAMPLES // 2
+    assert frontend.closure_start(x, 500, earliest=400) == 400  # never before `earliest`
     voiced = np.full(600, 700, np.int16)
-    assert builtin.closure_start(voiced, 500, earliest=110) == 500  # no silent closure
+    assert frontend.closure_start(voiced, 500, earliest=110) == 500  # no silent closure
 
 
 def test_manifest_records_versions_and_hashes(ci_corpus):

@@ -106,7 +106,7 @@ def test_integer_pcm_is_refused_with_the_conversion_hint():
 
 def test_mel_filterbank_rejects_fmax_above_nyquist():
     with pytest.raises(ValueError, match="fmax"):
-        mel_filterbank(sr=16000, fmax=9000)
+        mel_filterbank(sample_rate=16000, fmax=9000)
 
 
 # ----------------------------------------------------------------------------- F0
@@ -203,24 +203,38 @@ def test_delta_windows_are_the_hts_ones():
     assert [list(w) for w in DELTA_WINDOWS] == [[1.0], [-0.5, 0.0, 0.5], [1.0, -2.0, 1.0]]
 
 
+@pytest.mark.parametrize("edges", ["replicate", "zero"])
 @pytest.mark.parametrize("T", [1, 2, 3, 17])
 @pytest.mark.parametrize("windows", [DELTA_WINDOWS, [[1.0], [0.1, -0.2, 0.0, 0.3, 0.4]]])
-def test_delta_window_matrix_equals_delta_features(T, windows):
+def test_delta_window_matrix_equals_delta_features(T, windows, edges):
     rng = np.random.default_rng(T)
-    W = delta_window_matrix(T, windows)
+    W = delta_window_matrix(T, windows, edges)
     K = len(windows)
     assert W.shape == (T * K, T)
     # Integer-valued features with dyadic windows make every sum exact, so equality is exact.
     c = rng.integers(-50, 50, size=(T, 4)).astype(np.float64)
     if windows is DELTA_WINDOWS:
-        assert np.array_equal((W @ c).reshape(T, K * 4), delta_features(c, windows))
+        assert np.array_equal((W @ c).reshape(T, K * 4), delta_features(c, windows, edges))
     c = rng.standard_normal((T, 4))
-    np.testing.assert_allclose((W @ c).reshape(T, K * 4), delta_features(c, windows), rtol=0, atol=1e-12)
+    np.testing.assert_allclose((W @ c).reshape(T, K * 4), delta_features(c, windows, edges), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("edges, pad_mode", [("replicate", "edge"), ("zero", "constant")])
+@pytest.mark.parametrize("T", [1, 2, 5, 17])
+def test_delta_features_equal_padded_correlation(T, edges, pad_mode):
+    """Reference: pad the track by L frames (edge value / zeros), then numpy's correlation over the valid part."""
+    windows = [[1.0], [-0.5, 0.0, 0.5], [1.0, -2.0, 1.0], [0.1, -0.2, 0.0, 0.3, 0.4]]
+    x = np.random.default_rng(T).standard_normal(T)
+    expected = np.stack([np.correlate(np.pad(x, len(w) // 2, mode=pad_mode), w, mode="valid") for w in windows], 1)
+    np.testing.assert_allclose(delta_features(x[:, None], windows, edges), expected, rtol=0, atol=1e-12)
 
 
 def test_deltas_of_a_constant_are_zero_including_edges():
     d = delta_features(np.full((6, 2), 3.0))
     assert np.all(d[:, :2] == 3.0) and np.all(d[:, 2:] == 0.0)
+    cut = delta_features(np.full((6, 1), 3.0), edges="zero")  # cut taps read 0: a step at each end
+    np.testing.assert_array_equal(cut[:, 1], [1.5, 0, 0, 0, 0, -1.5])
+    np.testing.assert_array_equal(cut[:, 2], [-3.0, 0, 0, 0, 0, -3.0])
 
 
 def test_delta_features_rejects_even_windows_and_nan():
@@ -228,6 +242,8 @@ def test_delta_features_rejects_even_windows_and_nan():
         delta_features(np.zeros((4, 1)), [[1.0, 1.0]])
     with pytest.raises(ValueError, match="NaN"):
         delta_features(np.array([[np.nan]]))
+    with pytest.raises(ValueError, match="edges"):
+        delta_features(np.zeros((4, 1)), edges="reflect")
 
 
 # ----------------------------------------------------------------------------- normalisers

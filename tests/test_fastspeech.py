@@ -185,6 +185,7 @@ def test_speakers_change_the_output_and_can_be_added(stats):
 
 # --- training ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_loss_decreases_on_a_tiny_config(items, stats):
     torch.manual_seed(0)
     model = FastSpeech(FastSpeechConfig.tiny())
@@ -207,6 +208,7 @@ def test_loss_decreases_on_a_tiny_config(items, stats):
         fastspeech_loss(model, bad)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_with_a_seed(items, stats):
     def run():
         torch.manual_seed(3)

@@ -303,6 +303,31 @@ def test_statistics_pool_composite_states_and_add_up():
     assert shards.n_frames == 60 and shards.n_sequences == 3
 
 
+def test_transitions_of_states_never_left_keep_their_row():
+    """Baum-Welch re-estimates ``a_ij = sum_t xi_t(i, j) / sum_j' sum_t xi_t(i, j')``: a row with no expected
+    departures is 0/0. On 2-frame sequences of a 3-state left-to-right chain (no skips) state 2 is never
+    reached and state 1 only on the last frame, so neither is ever left: their rows keep their old values
+    (still stochastic, no NaN). Row 0 is by hand: xi_0(0, 0) + xi_0(0, 1) = 1 per sequence, so
+    a_00 = sum_n gamma_1^n(0) / n_sequences. hmmlearn (0.3) agrees on row 0 and leaves the others at 0."""
+    transmat = np.array([[0.5, 0.5, 0.0], [0.0, 0.7, 0.3], [0.0, 0.0, 1.0]])
+    emission = GaussianEmission([[0.0], [3.0], [6.0]], [[1.0], [1.0], [1.0]], variance_floor=1e-12)
+    model = HMM(3, emission, [1.0, 0.0, 0.0], transmat, topology="left-to-right", params="t")
+    sequences = [np.array([[0.1], [2.5]]), np.array([[-0.4], [0.8]]), np.array([[0.3], [1.6]])]
+    stay = np.array([model.predict_proba(x)[1, 0] for x in sequences])   # gamma_1(0) of each sequence
+    model.fit(sequences, n_iter=1)
+    assert np.all(np.isfinite(model.transmat))
+    np.testing.assert_allclose(model.transmat.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.transmat[0], [stay.mean(), 1 - stay.mean(), 0.0], rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(model.transmat[1:], transmat[1:])
+
+    ref = hl.GaussianHMM(3, covariance_type="diag", init_params="", params="t", n_iter=1)
+    ref.startprob_, ref.transmat_ = np.array([1.0, 0.0, 0.0]), transmat.copy()
+    ref.means_, ref.covars_ = emission.means.copy(), emission.covars.copy()
+    quiet_fit(ref, np.concatenate(sequences), [len(x) for x in sequences])
+    np.testing.assert_allclose(model.transmat[0], ref.transmat_[0], rtol=1e-10)
+    assert np.all(ref.transmat_[1:] == 0.0)                  # hmmlearn's rows of states never left
+
+
 def test_m_step_leaves_unvisited_states_alone_and_floors_variances():
     emission = GaussianEmission([[0.0], [5.0]], [[1.0], [1.0]], variance_floor=0.1)
     stats = Statistics.zeros(emission)

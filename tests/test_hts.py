@@ -212,7 +212,7 @@ def test_oracle_durations_rate_control_and_phone_input(tiny):
 def test_training_is_deterministic(tiny, ci_corpus):
     voice, _ = tiny
     again = train_voice(ci_corpus, SPEAKER, voice.config, progress=False)  # features now from the cache
-    first, second = voice._arrays(), again._arrays()
+    first, second = voice.to_arrays(), again.to_arrays()
     assert first.keys() == second.keys()
     for key in first:
         if key != "meta":  # meta holds the training times

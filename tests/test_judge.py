@@ -187,7 +187,7 @@ def test_transcribe_rejects_bad_input(tiny_trained):
     model, _ = tiny_trained
     x = np.zeros(8000, dtype=np.float32)
     with pytest.raises(SampleRateError, match="22050"):
-        model.transcribe(x, sr=16000)
+        model.transcribe(x, sample_rate=16000)
     with pytest.raises(ValueError, match="transpose"):
         model.transcribe(np.zeros((50, 80), dtype=np.float32))
     with pytest.raises(ValueError, match="NaN"):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import ttslab.classical.mlpg as mlpg_module
-from ttslab.classical.mlpg import (global_variance, gv_objective, mlpg, mlpg_dense, mlpg_gv, mlpg_segments,
-                                   variance_scaling)
+from ttslab.classical.mlpg import (global_variance, gv_gradient, gv_objective, mlpg, mlpg_dense, mlpg_gv,
+                                   mlpg_segments, variance_scaling)
 from ttslab.dsp.deltas import DELTA_WINDOWS, delta_features
 
 WIDE_WINDOWS = ((1.0,), (-0.2, -0.1, 0.0, 0.1, 0.2), (1.0, -2.0, 1.0))  # half-width 2: a 9-diagonal band
@@ -100,7 +100,125 @@ def test_segments_do_not_cross_utterance_boundaries():
         mlpg_segments(means, variances, [7, 1, 29])
 
 
+# ----------------------------------------------------------------------------- edges: brute force
+
+
+def brute_force_window_matrix(T, windows, edges):
+    """``W`` (T*K, T) written out tap by tap, independently of ttslab.dsp.deltas: row ``t*K + k`` reads
+    ``c[t + j - L]`` with weight ``w[j]``; off the utterance that frame is the edge frame ("replicate")
+    or the tap does not exist ("zero", nnmnkwii's ``build_win_mats``)."""
+    K = len(windows)
+    W = np.zeros((T * K, T))
+    for t in range(T):
+        for k, w in enumerate(windows):
+            L = len(w) // 2
+            for j, coef in enumerate(w):
+                s = t + j - L
+                if 0 <= s < T:
+                    W[t * K + k, s] += coef
+                elif edges == "replicate":
+                    W[t * K + k, min(max(s, 0), T - 1)] += coef
+    return W
+
+
+def brute_force_mlpg(means, variances, windows, edges):
+    """Weighted least squares ``min_c ||P^1/2 (W c - mu)||^2`` per dimension by numpy's lstsq."""
+    T, K = means.shape[0], len(windows)
+    D = means.shape[1] // K
+    W = brute_force_window_matrix(T, windows, edges)
+    sqrt_p = 1.0 / np.sqrt(variances.reshape(T, K, D))
+    mu = means.reshape(T, K, D)
+    return np.stack([np.linalg.lstsq(sqrt_p[:, :, d].ravel()[:, None] * W, (sqrt_p * mu)[:, :, d].ravel(),
+                                     rcond=None)[0] for d in range(D)], axis=1)
+
+
+@pytest.mark.parametrize("edges", ["replicate", "zero"])
+@pytest.mark.parametrize("windows", [DELTA_WINDOWS, WIDE_WINDOWS], ids=["hts", "wide"])
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 7, 30])
+def test_mlpg_equals_brute_force_least_squares_at_every_frame(T, windows, edges):
+    rng = np.random.default_rng(10 * T + len(windows[1]))
+    means, variances = random_gaussians(rng, T, 2)
+    expected = brute_force_mlpg(means, variances, windows, edges)
+    np.testing.assert_allclose(mlpg(means, variances, windows, edges=edges), expected, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(mlpg_dense(means, variances, windows, edges=edges), expected, rtol=0, atol=1e-7)
+
+
+def test_cut_edges_let_deltas_alone_see_the_level():
+    """With replicated edges a delta window never sees a constant offset (W 1 = 0: singular); cut edges
+    see it at the ends (frame 0 reads +c/2), so for an even T deltas alone pin the trajectory down."""
+    rng = np.random.default_rng(14)
+    T, deltas_only = 6, ((-0.5, 0.0, 0.5),)
+    means, variances = rng.normal(size=(T, 1)), rng.uniform(0.5, 2.0, size=(T, 1))
+    np.testing.assert_allclose(mlpg(means, variances, deltas_only, edges="zero"),
+                               brute_force_mlpg(means, variances, deltas_only, "zero"), rtol=0, atol=1e-9)
+    with pytest.raises(np.linalg.LinAlgError, match="singular"):
+        mlpg(means, variances, deltas_only, edges="replicate")
+
+
+def test_edge_conventions_differ_only_near_the_edges():
+    """Same ``W`` rows for ``L <= t < T-L``; the solutions differ most in the first and last frames."""
+    T, L = 40, 1
+    replicate = brute_force_window_matrix(T, DELTA_WINDOWS, "replicate")
+    zero = brute_force_window_matrix(T, DELTA_WINDOWS, "zero")
+    K = len(DELTA_WINDOWS)
+    np.testing.assert_array_equal(replicate[L * K:(T - L) * K], zero[L * K:(T - L) * K])
+    means = np.random.default_rng(11).normal(size=(T, K))
+    variances = np.array([1.0, 0.1, 0.1])               # deltas as confident as in a trained voice
+    gap = np.abs(mlpg(means, variances) - mlpg(means, variances, edges="zero"))[:, 0]
+    # Largest at the ends; it dies out geometrically inward (coupled through W'PW, so never exactly 0).
+    assert gap.max() > 0.1 and (gap.argmax() < 3 or gap.argmax() >= T - 3)
+    assert gap[T // 2 - 5:T // 2 + 5].max() < 0.05 * gap.max()
+
+
+def test_zero_edges_give_back_their_own_deltas():
+    c0 = smooth_trajectory(25, 2)
+    _, variances = random_gaussians(np.random.default_rng(12), 25, 2)
+    mu = delta_features(c0, edges="zero")
+    np.testing.assert_allclose(mlpg(mu, variances, edges="zero"), c0, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(mlpg_segments(mu, variances, [25], edges="zero"), c0, rtol=0, atol=1e-8)
+    # GV starts from the same plain solution and scores it with the same W
+    gv_mean, gv_var = c0.var(axis=0), np.full(2, 1e-4)
+    c, objective = mlpg_gv(mu, variances, gv_mean, gv_var, n_iter=0, edges="zero", return_objective=True)
+    np.testing.assert_allclose(c, c0, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(objective[0], gv_objective(c0, mu, variances, gv_mean, gv_var, edges="zero"),
+                               rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="edges"):
+        mlpg(mu, variances, edges="mirror")
+
+
 # ----------------------------------------------------------------------------- global variance
+
+
+@pytest.mark.parametrize("edges", ["replicate", "zero"])
+def test_gv_gradient_equals_finite_differences(edges):
+    """Central differences of gv_objective, on statics with loose variances so that the GV term dominates."""
+    rng = np.random.default_rng(13)
+    T, D = 12, 2
+    means, variances = random_gaussians(rng, T, D)
+    variances *= 30.0                                   # a loose prior: the likelihood pulls only weakly
+    c = rng.normal(size=(T, D))
+    gv_mean = np.array([3.0, 0.2]) * c.var(axis=0)       # one dimension too flat, one too lively
+    gv_var = (0.2 * gv_mean) ** 2
+    weight = 0.05
+
+    def numeric_gradient(gv_var):
+        grad, h = np.zeros((T, D)), 1e-6
+        for t in range(T):
+            for d in range(D):
+                e = np.zeros((T, D))
+                e[t, d] = h
+                plus = gv_objective(c + e, means, variances, gv_mean, gv_var, weight=weight, edges=edges)
+                minus = gv_objective(c - e, means, variances, gv_mean, gv_var, weight=weight, edges=edges)
+                grad[t, d] = (plus[d] - minus[d]) / (2 * h)  # J_d depends on column d only
+        return grad
+
+    numeric = numeric_gradient(gv_var)
+    likelihood_only = numeric_gradient(np.full(D, 1e30))  # the GV term switched off
+    assert np.linalg.norm(numeric - likelihood_only) > 0.5 * np.linalg.norm(numeric)  # GV matters here
+    analytic = gv_gradient(c, means, variances, gv_mean, gv_var, weight=weight, edges=edges)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7 * np.abs(numeric).max())
+
+
 
 
 @pytest.fixture

@@ -135,7 +135,7 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="NaN"):
         model.vocode(bad)
     with pytest.raises(ValueError, match="Hz"):
-        model.resynthesize(np.zeros(4000, np.float32), sr=16000)
+        model.resynthesize(np.zeros(4000, np.float32), sample_rate=16000)
     with pytest.raises(ValueError, match="hop"):
         VocoderConfig(hop=128)
     with pytest.raises(ValueError, match="mode"):

@@ -275,6 +275,73 @@ def test_malformed_metadata_names_file_and_line(ljspeech, arctic):
         read_arctic(arctic)
 
 
+def test_non_utf8_metadata_names_file_line_byte_and_fix(ljspeech):
+    """A Latin-1 metadata.csv used to raise a bare UnicodeDecodeError with no file or line (issue 8 §7)."""
+    from ttslab.data.readers import TextEncodingError
+
+    meta = ljspeech / "metadata.csv"
+    lines = meta.read_text(encoding="utf-8").splitlines()
+    lines[2] = "LJ001-0010|in 1453 it was caf\u00e9|in fourteen fifty-three it was caf\u00e9"
+    meta.write_bytes(("\n".join(lines) + "\n").encode("cp1252"))
+    expected = (r"metadata\.csv:3: byte 0xE9 at column 30 is not UTF-8 "
+                r"\(it reads as Windows-1252/Latin-1: 'LJ001-0010\|in 1453 it was caf\u00e9.*"
+                r"iconv -f CP1252 -t UTF-8 metadata\.csv")
+    with pytest.raises(TextEncodingError, match=expected) as e:
+        read_ljspeech(ljspeech)
+    assert isinstance(e.value, ValueError) and e.value.__cause__ is None and str(meta) in str(e.value)
+    meta.write_bytes(meta.read_bytes().decode("cp1252").encode("utf-16"))  # Windows "Unicode"
+    with pytest.raises(TextEncodingError, match=r"metadata\.csv:1: byte 0xFF .*UTF-16 byte-order mark.*-f UTF-16"):
+        read_ljspeech(ljspeech)
+
+
+def test_byte_order_mark_is_accepted_in_every_text_file(ljspeech, vctk, libritts, arctic):
+    """A UTF-8 BOM used to glue itself to the first id ("no utterance ... run fetch_ljspeech.py")."""
+    bom = b"\xef\xbb\xbf"
+
+    def add_bom(path):
+        path.write_bytes(bom + path.read_bytes())
+
+    plain = read_ljspeech(ljspeech)
+    add_bom(ljspeech / "metadata.csv")
+    with_bom = read_ljspeech(ljspeech)
+    assert [(u.id, u.text) for u in with_bom] == [(u.id, u.text) for u in plain]
+    assert with_bom.info["skipped_no_audio"] == with_bom.info["skipped_no_text"] == 0
+
+    add_bom(vctk / "txt" / "p225" / "p225_001.txt")
+    assert read_vctk(vctk)["p225_001"].text == "Please call Stella."
+    text = next(libritts.glob("dev-clean/84/121123/84_121123_000007_000000.normalized.txt"))
+    add_bom(text)
+    assert read_libritts(libritts)["84_121123_000007_000000"].text == "Go, do you hear?"
+    add_bom(arctic / "cmu_us_slt_arctic" / "etc" / "txt.done.data")
+    assert read_arctic(arctic)["slt_arctic_a0001"].text == ARCTIC_PROMPTS["arctic_a0001"]
+
+
+def test_non_utf8_transcripts_are_refused_not_garbled(vctk, libritts, arctic):
+    """VCTK/LibriTTS/ARCTIC text used to be decoded with errors="replace" (U+FFFD in the text)."""
+    from ttslab.data.readers import TextEncodingError
+
+    (vctk / "txt" / "p225" / "p225_002.txt").write_bytes(b"Ask her to bring these caf\xe9 things\n")
+    with pytest.raises(TextEncodingError, match=r"p225_002\.txt:1: byte 0xE9 at column 27"):
+        read_vctk(vctk)
+    text = next(libritts.glob("dev-clean/84/121123/84_121123_000010_000000.normalized.txt"))
+    text.write_bytes(b"But in less than five minutes\x97 the staircase groaned.")
+    with pytest.raises(TextEncodingError, match=r"000010_000000\.normalized\.txt:1: byte 0x97"):
+        read_libritts(libritts)
+    prompts = arctic / "cmu_us_bdl_arctic" / "etc" / "txt.done.data"
+    prompts.write_bytes(prompts.read_bytes() + b'( arctic_b0002 "na\xefve" )\n')
+    with pytest.raises(TextEncodingError, match=r"txt\.done\.data:4: byte 0xEF"):
+        read_arctic(arctic)
+
+
+def test_readers_doctests():
+    import doctest
+
+    import ttslab.data.readers
+
+    result = doctest.testmod(ttslab.data.readers, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
 # --------------------------------------------------------------------------- data_scripts/_download.py
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ from ttslab.text.phoneset import PHONES, features, inventory_table, phone_id, va
 
 
 @pytest.mark.parametrize("module", ["ttslab.text", "ttslab.text.phoneset", "ttslab.text.normalize",
-                                    "ttslab.text.lexicon", "ttslab.text.context"])
+                                    "ttslab.text.numbers", "ttslab.text.abbreviations", "ttslab.text.lexicon",
+                                    "ttslab.text.context"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
@@ -201,6 +202,52 @@ def test_number_helpers():
     assert normalize.year_to_words(1800) == "eighteen hundred"
     with pytest.raises(ValueError):
         normalize.number_to_words("12a")
+
+
+@pytest.mark.parametrize("text, expected", [
+    # the sign of a money amount is read, wherever it is written (issue 8 §7)
+    ("$-0.5", "minus zero point five dollars"),
+    ("-$0.50", "minus fifty cents"),
+    ("$-5.25", "minus five dollars and twenty five cents"),
+    ("from -$5 to $5", "from minus five dollars to five dollars"),
+    ("-5€ or −£3", "minus five euros or minus three pounds"),
+    ("-$1.2M", "minus one point two million dollars"),
+    ("abc-$5", "abc five dollars"),  # a hyphen inside a word is no minus sign
+    ("x=-5", "x equals minus five"),
+    # impossible numeric dates are numbers with a spoken slash, not a date or "or"
+    ("3/0/2020", "three slash zero slash twenty twenty"),
+    ("0/5/2020", "zero slash five slash twenty twenty"),
+    ("13/5/2020", "thirteen slash five slash twenty twenty"),
+    ("2/30/2020", "two slash thirty slash twenty twenty"),
+    ("2/29/2021", "two slash twenty nine slash twenty twenty one"),
+    ("2/29/2024", "february twenty ninth, twenty twenty four"),
+    ("4/31/21", "four slash thirty one slash twenty one"),
+    ("2021-02-30", "twenty twenty one dash zero two dash thirty"),
+    ("Feb 30, 2020", "february thirty, twenty twenty"),
+    ("On 31 April", "on thirty one april"),
+    ("3/0", "three slash zero"),
+    # exponent notation keeps the exponent's sign and is read as a power of ten
+    ("1e-5", "one times ten to the minus five"),
+    ("2.5E+3", "two point five times ten to the three"),
+    ("6.02e23", "six point zero two times ten to the twenty three"),
+    ("-1e-05 m", "minus one times ten to the minus five m"),
+])
+def test_normalize_signs_impossible_dates_exponents(text, expected):
+    assert normalize_text(text) == expected
+
+
+def test_impossible_date_order_dependent():
+    # 13/5 is no month-day date, but is the thirteenth of May when read day-first
+    assert normalize_text("13/5/2020", date_order="dmy") == "may thirteenth, twenty twenty"
+    assert normalize_text("5/13/2020", date_order="dmy") == "five slash thirteen slash twenty twenty"
+
+
+def test_exponent_helpers():
+    assert normalize.number_to_words(1e-05) == "one times ten to the minus five"
+    assert normalize.number_to_words("-6.02E+23") == "minus six point zero two times ten to the twenty three"
+    assert normalize.currency_to_words("-0.50") == "minus fifty cents"
+    with pytest.raises(ValueError, match="exponent must be an integer"):
+        normalize.scientific_to_words("1", "5.5")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -127,6 +129,34 @@ def test_lr_schedule_and_config_validation():
         TrainConfig(schedule="linear")
     with pytest.raises(ValueError, match="steps"):
         TrainConfig(steps=0)
+
+
+# Hand values for steps=110, warmup=10, min_lr_ratio r=0.1: warm-up is (s+1)/10; after it
+# p = (s - 10)/100, so s=35 is p=1/4, s=60 is p=1/2 and s=110 is p=1 (the end; later steps stay there).
+#   cosine       r + (1-r)(1 + cos(pi p))/2:  p=1/4 -> 0.1 + 0.9(1 + 1/sqrt 2)/2,  p=1/2 -> 0.55,  p=1 -> 0.1
+#   exponential  r**p:                        p=1/4 -> 0.1**0.25,                p=1/2 -> sqrt(0.1), p=1 -> 0.1
+#   constant     1 after warm-up
+HAND_LR = {
+    "cosine": {35: 0.1 + 0.9 * (1 + 1 / math.sqrt(2)) / 2, 60: 0.55, 110: 0.1, 500: 0.1},
+    "exponential": {35: 0.1 ** 0.25, 60: math.sqrt(0.1), 110: 0.1, 500: 0.1},
+    "constant": {35: 1.0, 60: 1.0, 110: 1.0, 500: 1.0},
+}
+
+
+@pytest.mark.parametrize("schedule", sorted(HAND_LR))
+def test_lr_factor_warm_up_peak_and_end_by_hand(schedule):
+    cfg = TrainConfig(steps=110, warmup=10, schedule=schedule, min_lr_ratio=0.1)
+    warm_up = {0: 0.1, 4: 0.5, 9: 1.0}          # linear from 1/warmup, reaching the peak on the last warm-up step
+    peak = {10: 1.0}                            # first step after warm-up: p = 0
+    for step, expected in {**warm_up, **peak, **HAND_LR[schedule]}.items():
+        assert lr_factor(step, cfg) == pytest.approx(expected, rel=1e-12), step
+    factors = [lr_factor(s, cfg) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(factors, factors[1:]))  # never rises after warm-up
+
+
+def test_lr_factor_without_warm_up_starts_at_the_peak():
+    for schedule in HAND_LR:
+        assert lr_factor(0, TrainConfig(steps=50, warmup=0, schedule=schedule, min_lr_ratio=0.2)) == 1.0
 
 
 def test_batches_are_deterministic_bucketed_and_cover_every_item():

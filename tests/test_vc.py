@@ -71,6 +71,7 @@ def test_dtw_path_is_monotone_and_joint_frames_are_consistent(test_pair):
 # ----------------------------------------------------------------------------- conversion quality
 
 
+@pytest.mark.slow
 def test_conversion_reduces_mcd_on_held_out_prompts(scores):
     mean = scores["mean"]
     assert len(scores["rows"]) == N_TEST
@@ -80,6 +81,7 @@ def test_conversion_reduces_mcd_on_held_out_prompts(scores):
         assert row["source_id"].endswith(row["target_id"].split("-", 1)[1])  # the same held-out prompt
 
 
+@pytest.mark.slow
 def test_f0_moves_toward_the_target(scores):
     for row in scores["rows"]:
         before = abs(np.log(row["median_f0_source"] / row["median_f0_target"]))
@@ -88,6 +90,7 @@ def test_f0_moves_toward_the_target(scores):
         assert row["f0_rmse_after"] < row["f0_rmse_before"], row
 
 
+@pytest.mark.slow
 def test_log_f0_transform_matches_the_target_statistics(converter):
     mu_x, sd_x = converter.source_f0_stats
     mu_y, sd_y = converter.target_f0_stats
@@ -100,6 +103,7 @@ def test_log_f0_transform_matches_the_target_statistics(converter):
     np.testing.assert_allclose(np.log(out[f0 > 0]).std(), sd_y, rtol=0.05)
 
 
+@pytest.mark.slow
 def test_converted_features_and_audio(converter, test_pair):
     u, fx, _ = test_pair
     out = converter.convert_features(fx)
@@ -114,6 +118,7 @@ def test_converted_features_and_audio(converter, test_pair):
     assert np.all(np.isfinite(y)) and 0.01 < np.sqrt(np.mean(y ** 2)) and np.abs(y).max() < 4.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("changes", [{"gv": "none"}, {"gv": "mlpg_gv"}, {"mixture": "posterior"}])
 def test_conversion_variants_run_and_stay_close(converter, test_pair, changes):
     _, fx, fy = test_pair
@@ -126,6 +131,7 @@ def test_conversion_variants_run_and_stay_close(converter, test_pair, changes):
     assert mcd_dtw(fy.mcep[sy], mc[sx]) < mcd_dtw(fy.mcep[sy], fx.mcep[sx]) - 3.0
 
 
+@pytest.mark.slow
 def test_global_variance_scaling_restores_the_target_gv(converter, test_pair):
     _, fx, _ = test_pair
     speech = speech_frames(fx.mcep)
@@ -150,6 +156,7 @@ def test_training_is_deterministic_and_the_feature_cache_changes_nothing(ci_corp
     assert models[0].info["passes"][0]["training_frames"] == 400
 
 
+@pytest.mark.slow
 def test_save_load_round_trip(converter, test_pair, tmp_path):
     _, fx, _ = test_pair
     path = converter.save(tmp_path / "vc.npz")
@@ -200,6 +207,7 @@ def test_too_little_data_for_the_components(ci_corpus):
         train_vc(ci_corpus, SOURCE, TARGET, VCConfig(n_components=8), progress=False, utterance_limit=1)
 
 
+@pytest.mark.slow
 def test_bad_settings_and_inputs(converter, test_pair):
     u, fx, _ = test_pair
     with pytest.raises(ValueError, match="gv must be"):

@@ -11,7 +11,9 @@ import io
 import re
 import subprocess
 import sys
-import wave
+from dataclasses import dataclass
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,10 +45,33 @@ def fake_synthesize(text, *, speaker, rate, pitch):
     return sine(seconds, 16000, 200.0 * 2 ** (pitch / 12)), 16000
 
 
-def wav_of(html: str) -> list[wave.Wave_read]:
-    """The WAVs embedded in ``<audio src=data:...>`` elements of some HTML."""
-    blobs = re.findall(r'<audio [^>]*src="data:audio/wav;base64,([^"]+)"', html)
-    return [wave.open(io.BytesIO(base64.b64decode(b))) for b in blobs]
+@dataclass
+class Clip:
+    """An embedded clip decoded back: its container/codec, sample rate and samples."""
+
+    format: str
+    subtype: str
+    rate: int
+    samples: np.ndarray
+
+
+def decode(data: bytes) -> Clip:
+    import soundfile
+
+    info = soundfile.info(io.BytesIO(data))
+    samples, rate = soundfile.read(io.BytesIO(data), dtype="float64")
+    return Clip(info.format, info.subtype, rate, samples)
+
+
+def clips_of(html: str) -> list[Clip]:
+    """The clips embedded in ``<audio src=data:audio/ogg;...>`` elements of some HTML, decoded."""
+    assert "data:audio/wav" not in html, "a clip was embedded as WAV, not Ogg Vorbis"
+    blobs = re.findall(r'<audio [^>]*src="data:audio/ogg;base64,([^"]+)"', html)
+    return [decode(base64.b64decode(b)) for b in blobs]
+
+
+def snr_db(reference: np.ndarray, decoded: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(reference**2) / np.sum((reference - decoded) ** 2)))
 
 
 def pngs_of(html: str) -> list[bytes]:
@@ -57,28 +82,61 @@ def pngs_of(html: str) -> list[bytes]:
 # play
 
 
-def test_play_returns_audio_with_rate_and_embedded_wav():
+def test_play_returns_audio_with_rate_and_embedded_ogg_vorbis():
     from IPython.display import Audio
 
     clip = sine(0.5, 16000)
     player = widgets.play(clip, 16000)
-    assert isinstance(player, Audio)
-    with wave.open(io.BytesIO(player.data)) as wav:
-        assert (wav.getframerate(), wav.getnframes(), wav.getnchannels()) == (16000, len(clip), 1)
-        samples = np.frombuffer(wav.readframes(len(clip)), "<i2") / 32767
-    np.testing.assert_allclose(samples, clip, atol=1e-4)
+    assert isinstance(player, Audio) and player.mimetype == "audio/ogg"
+    decoded = decode(player.data)
+    assert (decoded.format, decoded.subtype, decoded.rate) == ("OGG", "VORBIS", 16000)
+    assert decoded.samples.shape == clip.shape  # mono, the exact duration
+    assert np.corrcoef(clip, decoded.samples)[0, 1] > 0.999 and snr_db(clip, decoded.samples) > 25
     # src sits on <audio> itself: JupyterLab's sanitizer strips src from <source>
-    assert len(wav_of(player._repr_html_())) == 1 and "<source" not in player._repr_html_()
+    assert len(clips_of(player._repr_html_())) == 1 and "<source" not in player._repr_html_()
     assert repr(player) == "<Audio: 0.50 s at 16000 Hz>"
+
+
+def test_embedded_speech_decodes_close_to_the_input_at_a_fifth_of_wav():
+    clip = speech_like(2.0, 120, seed=0)
+    player = widgets.play(clip, SR)
+    decoded = clips_of(player._repr_html_())[0]
+    assert (decoded.format, decoded.subtype, decoded.rate) == ("OGG", "VORBIS", SR)
+    assert len(decoded.samples) == len(clip) and abs(len(decoded.samples) / SR - 2.0) < 1e-3
+    assert np.corrcoef(clip, decoded.samples)[0, 1] > 0.99 and snr_db(clip, decoded.samples) > 15
+    assert len(player.data) < 2 * len(clip) / 5  # 16-bit WAV: 2 bytes a sample
+
+
+def test_encoding_is_deterministic_and_ogg_pages_are_valid():
+    import soundfile
+
+    clip = speech_like(0.5, 200, seed=1)
+    assert widgets.play(clip, SR).data == widgets.play(clip, SR).data  # fixed stream serial number
+    raw = io.BytesIO()  # libsndfile's own pages carry correct checksums: ours must compute the same
+    soundfile.write(raw, clip, SR, format="OGG", subtype="VORBIS")
+    page = raw.getvalue()
+    size = 27 + page[26] + sum(page[27:27 + page[26]])
+    blank = page[:22] + bytes(4) + page[26:size]
+    assert widgets.audio._ogg_crc(blank) == int.from_bytes(page[22:26], "little")
+
+
+def test_nbval_sanitizer_hides_the_embedded_clip():
+    import configparser
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(Path(__file__).parent / "nbval_sanitize.cfg")
+    page = widgets.play(sine(0.3), SR, label="x")._repr_html_()
+    for section in cfg.sections():
+        page = re.sub(cfg[section]["regex"], cfg[section]["replace"], page)
+    assert page == '<b>x</b><br><audio controls="controls" src="data:BASE64"></audio>'
 
 
 def test_play_accepts_int16_and_normalizes_on_request():
     clip = sine(0.2)
     as_int16 = np.round(clip * 32767).astype(np.int16)
-    assert widgets.play(as_int16, SR).data[44:] == widgets.play(as_int16.astype(float) / 32768, SR).data[44:]
-    with wave.open(io.BytesIO(widgets.play(clip, SR, normalize=True).data)) as wav:
-        peak = np.abs(np.frombuffer(wav.readframes(wav.getnframes()), "<i2")).max()
-    assert peak >= 32760
+    assert widgets.play(as_int16, SR).data == widgets.play(as_int16.astype(float) / 32768, SR).data
+    peak = np.abs(decode(widgets.play(clip, SR, normalize=True).data).samples).max()
+    assert abs(peak - 1.0) < 0.03
 
 
 def test_play_accepts_torch_tensors():
@@ -92,7 +150,7 @@ def test_play_with_label_shows_label_above_player():
     labelled = widgets.play(sine(0.1), SR, label="WORLD <vocoder>")
     page = labelled._repr_html_()
     assert page.startswith("<b>WORLD &lt;vocoder&gt;</b><br><audio")
-    assert len(wav_of(page)) == 1
+    assert len(clips_of(page)) == 1
 
 
 @pytest.mark.parametrize(
@@ -124,26 +182,26 @@ def test_compare_grid_has_a_player_image_and_label_per_system_and_stays_small():
                            metrics={"HiFi-GAN": {"MCD": 4.2123, "F0 RMSE": 11.0}})
     page = grid._repr_html_()
 
-    assert [w.getframerate() for w in wav_of(page)] == [SR, SR, SR]
+    assert [c.rate for c in clips_of(page)] == [SR, SR, SR]
     assert page.count("<img") == 3 and all(name in page for name in systems)
     assert page.index("WORLD") < page.index("Griffin-Lim") < page.index("HiFi-GAN")  # ref first
     assert "(reference)" in page and "<b>Vocoders</b>" in page and "MCD&nbsp;4.21" in page
     assert all(len(png) < 30_000 for png in pngs_of(page))
-    # 2 s of 22.05 kHz 16-bit WAV is 118 kB as base64, so three clips alone are 353 kB: the
-    # grid cannot be < 200 kB in total. What the grid adds (images, markup) must stay small.
+    # 2 s of 22.05 kHz Ogg Vorbis is ~20 kB as base64 (118 kB as 16-bit WAV). What the grid adds
+    # (images, markup) must stay small, and so must the audio.
     audio_chars = sum(len(b) for b in re.findall(r"base64,([^\"]+)", page)) - sum(
         len(base64.b64encode(png)) for png in pngs_of(page))
     assert len(page) - audio_chars < 60_000
+    assert audio_chars < 3 * 40_000
 
 
 def test_compare_shares_one_gain_and_one_time_scale():
     loud, short = 4.0 * sine(1.0), sine(0.5)  # peaks 2.0 and 0.5
     page = widgets.compare([("loud", loud), ("short", short)], SR)._repr_html_()
     assert "scaled by 0.5" in page
-    first, second = wav_of(page)
-    a = np.frombuffer(first.readframes(first.getnframes()), "<i2")
-    b = np.frombuffer(second.readframes(second.getnframes()), "<i2")
-    assert abs(a.max() / b.max() - 4.0) < 0.01  # relative loudness kept
+    first, second = clips_of(page)
+    rms = lambda x: np.sqrt(np.mean(x**2))
+    assert abs(rms(first.samples) / rms(second.samples) - 4.0) < 0.04  # relative loudness kept
     assert re.findall(r'width="(\d+)"', page) == ["300", "150"]  # half as long, half as wide
 
 
@@ -187,7 +245,7 @@ def test_panel_run_puts_audio_picture_and_summary_in_the_output():
     kinds = [next(iter(o.get("data", {"stdout": 0}))) for o in panel.output.outputs]
     assert kinds == ["text/html", "image/png", "stdout"]
     player, picture, summary = panel.output.outputs
-    assert [w.getframerate() for w in wav_of(player["data"]["text/html"])] == [16000]
+    assert [c.rate for c in clips_of(player["data"]["text/html"])] == [16000]
     assert base64.b64decode(picture["data"]["image/png"]).startswith(b"\x89PNG")
     assert "speaker bob" in summary["text"] and "rate 2" in summary["text"]
     assert (panel.text.value, panel.speaker.value, panel.rate.value) == ("Good morning", "bob", 2.0)
@@ -227,7 +285,7 @@ def test_panel_display_bundle_has_widget_view_and_a_fallback_player():
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["text/plain"].startswith("SynthesisPanel (speakers: a, b;")
     fallback = panel.fallback_bundle()
-    assert "Fallback." in fallback["text/html"] and len(wav_of(fallback["text/html"])) == 1
+    assert "Fallback." in fallback["text/html"] and len(clips_of(fallback["text/html"])) == 1
 
 
 # ---------------------------------------------------------------------------------------------

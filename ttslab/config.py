@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -44,3 +45,31 @@ def set_threads(n: int | None = None, *, blas: int | None = None) -> int:
     torch.set_num_threads(n)
     threadpool_limits(limits=1 if blas is None else blas, user_api="blas")
     return n
+
+
+@contextmanager
+def thread_limit(n: int, *, blas: int | None = 1):
+    """Within the block, torch uses ``n`` intra-op threads and the BLAS pools ``blas`` (see
+    :func:`set_threads`); both are restored on exit, so a library call leaves the caller's settings
+    as it found them.
+
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with thread_limit(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    if n < 1:
+        raise ValueError(f"thread count must be >= 1, got {n}")
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=blas, user_api="blas"):
+        torch.set_num_threads(n)
+        try:
+            yield n
+        finally:
+            torch.set_num_threads(before)

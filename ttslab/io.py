@@ -104,14 +104,35 @@ def _wav_data_sizes(data: bytes) -> tuple[int | None, int]:
     return None, 0
 
 
-def read_wav(path: str | os.PathLike, expected_sr: int | None = None, *, sha256: str | None = None) -> tuple[np.ndarray, int]:
+#: what :func:`read_wav` does with float samples outside [-1, 1]
+OUT_OF_RANGE = ("raise", "scale", "clip")
+
+
+def read_wav(path: str | os.PathLike, expected_sample_rate: int | None = None, *, sha256: str | None = None,
+             out_of_range: str = "raise") -> tuple[np.ndarray, int]:
     """Read a mono WAV file as float32 in [-1, 1]; return ``(audio, sample_rate)``.
 
     Raises :class:`AudioFileError` for a missing, corrupt or truncated file (or a checksum
     mismatch when ``sha256`` is given) and :class:`SampleRateError` when ``expected_sr`` is given
     and differs. Multi-channel files are averaged to mono.
+
+    Integer PCM always decodes into [-1, 1). Float WAVs can hold anything, so the promise is kept
+    by checking: NaN or infinite samples always raise :class:`AudioFileError` (no choice can repair
+    them), and samples outside [-1, 1] follow ``out_of_range``:
+
+    * ``"raise"`` (default): :class:`AudioFileError` naming the peak, since silently changing the
+      signal would hide a bug in whatever wrote the file;
+    * ``"scale"``: divide by the peak ``p = max |x|``, i.e. ``x / p``, so the loudest sample is
+      exactly +-1 and the waveform keeps its shape (what "normalize" in an audio editor does);
+    * ``"clip"``: ``clip(x, -1, 1)``, keeping the level of everything in range but flattening
+      the peaks (audible distortion).
+
+    The check runs before multi-channel files are averaged to mono.
     """
     import soundfile as sf
+
+    if out_of_range not in OUT_OF_RANGE:
+        raise ValueError(f"out_of_range must be one of {OUT_OF_RANGE}, got {out_of_range!r}")
 
     path = Path(path)
     if not path.is_file():
@@ -131,9 +152,38 @@ def read_wav(path: str | os.PathLike, expected_sr: int | None = None, *, sha256:
                                  f"{present} are there; re-create or re-download the file")
     if len(audio) == 0:
         raise AudioFileError(f"{path} holds no samples")
-    if expected_sr is not None and sr != expected_sr:
+    audio = _checked_range(audio, path, out_of_range)
+    if expected_sample_rate is not None and sr != expected_sample_rate:
         raise SampleRateError(
-            f"{path} has sample rate {sr} Hz but {expected_sr} Hz is required; resample it first "
-            f"(e.g. librosa.resample(y, orig_sr={sr}, target_sr={expected_sr}))"
+            f"{path} has sample rate {sr} Hz but {expected_sample_rate} Hz is required; resample it first "
+            f"(e.g. librosa.resample(y, orig_sr={sr}, target_sr={expected_sample_rate}))"
         )
     return audio.mean(axis=1).astype(np.float32), int(sr)
+
+
+def _checked_range(audio: np.ndarray, path: Path, out_of_range: str) -> np.ndarray:
+    """``audio`` (frames x channels) with the [-1, 1] promise of :func:`read_wav` enforced.
+
+    >>> _checked_range(np.array([[0.5], [-2.0]], np.float32), Path("x.wav"), "scale").ravel().tolist()
+    [0.25, -1.0]
+    >>> _checked_range(np.array([[0.5], [-2.0]], np.float32), Path("x.wav"), "clip").ravel().tolist()
+    [0.5, -1.0]
+    """
+    finite = np.isfinite(audio)
+    if not finite.all():
+        bad = np.flatnonzero(~finite.all(axis=1))
+        raise AudioFileError(f"{path} holds {len(bad)} NaN or infinite sample(s) (the first at sample {bad[0]}, "
+                             f"{bad[0] / max(len(audio), 1):.0%} into the file); it was written from a broken signal "
+                             f"or is damaged: re-create it from the source audio")
+    peak = float(np.abs(audio).max())
+    if peak <= 1.0:
+        return audio
+    if out_of_range == "raise":
+        at = int(np.argmax(np.abs(audio).max(axis=1)))
+        raise AudioFileError(f"{path} holds float samples outside [-1, 1] (peak {peak:.4g} at sample {at}); ttslab "
+                             f"works on audio in [-1, 1]. Re-export it at a lower level, or pass "
+                             f"out_of_range='scale' to divide it by its peak (keeps the waveform's shape) or "
+                             f"out_of_range='clip' to clip it (distorts the loud parts)")
+    if out_of_range == "scale":
+        return (audio / peak).astype(np.float32)
+    return np.clip(audio, -1.0, 1.0)

@@ -88,12 +88,12 @@ def mcd_dtw(mc_ref, mc_syn, exclude_c0: bool = True) -> float:
     return float(MCD_CONST * np.mean(cost[path[:, 0], path[:, 1]]))
 
 
-def mcd_from_audio(ref, syn, sr: int, dtw: bool = True, **world_kwargs) -> float:
+def mcd_from_audio(ref, syn, sample_rate: int, dtw: bool = True, **world_kwargs) -> float:
     """MCD in dB between two waveforms via WORLD mel-cepstra (:func:`ttslab.dsp.world_analysis`)."""
     from ttslab.dsp.world import world_analysis
 
-    mc_ref = world_analysis(ref, sr, **world_kwargs).mcep
-    mc_syn = world_analysis(syn, sr, **world_kwargs).mcep
+    mc_ref = world_analysis(ref, sample_rate, **world_kwargs).mcep
+    mc_syn = world_analysis(syn, sample_rate, **world_kwargs).mcep
     return mcd_dtw(mc_ref, mc_syn) if dtw else mel_cepstral_distortion(mc_ref, mc_syn)
 
 

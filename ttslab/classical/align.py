@@ -62,8 +62,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ttslab.classical.hmm import GMMEmission, Statistics, _log, accumulate, posteriors, viterbi
+from ttslab.classical.hmm import GMMEmission, Statistics, accumulate, posteriors, safe_log, viterbi
 from ttslab.data.corpus import Corpus, Segment, Utterance
+from ttslab.dsp.spectral import SAMPLE_RATE
 from ttslab.text.phoneset import PHONES
 
 __all__ = [
@@ -91,7 +92,7 @@ class AlignerConfig:
     more iterations: ``n_iter + log2(mixtures) * mixup_iter`` iterations in all.
     """
 
-    sample_rate: int = 22050
+    sample_rate: int = SAMPLE_RATE
     hop: int = 110                   # 5 ms frame shift
     win_length: int = 551            # 25 ms analysis window
     n_fft: int = 1024
@@ -336,8 +337,8 @@ def composite_hmm(names: Sequence[str], models: dict[str, PhoneModel]) -> Compos
         A[a:b, a:b] = model.trans[1:-1, 1:-1]
         A[a:b] += model.trans[1:-1, -1][:, None] * enter[m + 1][None, :]
     return Composite(rows=np.concatenate([m.rows for m in instances]), owner=np.repeat(np.arange(M), sizes),
-                     log_start=_log(enter[0, :K]),
-                     log_trans=_log(A[:, :K]), log_end=_log(A[:, K]),
+                     log_start=safe_log(enter[0, :K]),
+                     log_trans=safe_log(A[:, :K]), log_end=safe_log(A[:, K]),
                      min_frames=sum(m.min_frames for m in instances))
 
 
@@ -424,15 +425,38 @@ class ForcedAligner:
     # --- inputs
 
     def _item(self, entry) -> _Item:
-        """An Utterance (audio + :func:`transcript`) or an ``(audio, phones)`` pair -> features + phones."""
+        """An Utterance (audio + :func:`transcript`) or an ``(audio, phones, sample_rate)`` triple -> features
+        + phones."""
         if isinstance(entry, Utterance):
             tr = transcript(entry, sp=self.config.sp_model, lexicon=self.lexicon)
             audio = entry.load_audio(sample_rate=self.config.sample_rate)
             return _Item(entry.id, mfcc_features(audio, self.config), _check_phones(tr.phones),
                          tr.word_index, tr.stress, len(audio))
-        audio, phones = entry
-        audio = np.asarray(audio)
+        if not isinstance(entry, (tuple, list)) or len(entry) != 3:
+            got = f"{type(entry).__name__} of length {len(entry)}" if isinstance(entry, (tuple, list)) else \
+                type(entry).__name__
+            raise TypeError(f"training items must be Utterances or (audio, phones, sample_rate) triples, got {got}; "
+                            f"the sample rate is needed to check the audio is at {self.config.sample_rate} Hz")
+        audio, phones, sample_rate = entry
+        audio = self._checked_audio(audio, sample_rate)
         return _Item("<audio>", mfcc_features(audio, self.config), _check_phones(phones), n_samples=len(audio))
+
+    def _checked_audio(self, audio, sample_rate) -> np.ndarray:
+        """``audio`` as an array after checking it is at the aligner's rate (MFCC frames, the HMMs and the
+        returned sample positions all assume ``config.sample_rate``; other audio aligns to nonsense)."""
+        rate = self.config.sample_rate
+        if sample_rate is None:
+            raise TypeError(f"give the sample rate of the audio: sample_rate=<Hz> (this aligner works at {rate} Hz; "
+                            f"align_utterance(utt) reads and resamples a corpus utterance for you)")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+            raise ValueError(f"sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
+        if sample_rate != rate:
+            from ttslab.io import SampleRateError
+
+            raise SampleRateError(f"audio is at {sample_rate} Hz but this aligner works at {rate} Hz "
+                                  f"(config.sample_rate); resample it first: "
+                                  f"librosa.resample(audio, orig_sr={sample_rate}, target_sr={rate})")
+        return np.asarray(audio)
 
     def _composite(self, item: _Item) -> Composite:
         comp = composite_hmm([model_name(p, self.config) for p in item.phones], self.models)
@@ -446,7 +470,8 @@ class ForcedAligner:
     # --- training
 
     def fit(self, utterances: Iterable) -> ForcedAligner:
-        """Flat start + embedded Baum-Welch on ``utterances`` (Utterances, or ``(audio, phones)`` pairs)."""
+        """Flat start + embedded Baum-Welch on ``utterances`` (Utterances, or ``(audio, phones, sample_rate)``
+        triples; the rate must be ``config.sample_rate``)."""
         from tqdm.auto import tqdm
 
         cfg, started = self.config, time.perf_counter()
@@ -540,10 +565,15 @@ class ForcedAligner:
             raise RuntimeError("the aligner is not trained yet: call fit(...) first (or train_aligner)")
 
     def align(self, audio, phones: Sequence[str], word_index: Sequence[int] | None = None,
-              stress: Sequence[int] | None = None) -> list[Segment]:
-        """Viterbi-align ``phones`` (no timings) to ``audio`` at ``config.sample_rate``: Segments tiling it."""
+              stress: Sequence[int] | None = None, *, sample_rate: int | None = None) -> list[Segment]:
+        """Viterbi-align ``phones`` (no timings) to ``audio``: Segments tiling it, in samples.
+
+        ``sample_rate`` (required) is the rate of ``audio``; it must equal ``config.sample_rate``, else
+        :class:`~ttslab.io.SampleRateError` says how to resample (the MFCCs, the trained models and the
+        sample positions returned all assume that rate).
+        """
+        audio = self._checked_audio(audio, sample_rate)
         self._check_fitted()
-        audio = np.asarray(audio)
         item = _Item("<audio>", mfcc_features(audio, self.config), _check_phones(phones),
                      None if word_index is None else tuple(word_index), None if stress is None else tuple(stress),
                      len(audio))
@@ -619,7 +649,7 @@ def train_aligner(corpus_or_utterances, speakers: str | Sequence[str] | None = N
 # ----------------------------------------------------------------------------- evaluation
 
 
-def boundary_errors(reference: Sequence[Segment], hypothesis: Sequence[Segment], sample_rate: int = 22050
+def boundary_errors(reference: Sequence[Segment], hypothesis: Sequence[Segment], sample_rate: int = SAMPLE_RATE
                     ) -> np.ndarray:
     """Absolute errors (seconds) of the internal boundaries both segmentations share.
 
@@ -658,7 +688,7 @@ def accuracy_within(errors, tolerance: float = 0.020) -> float:
 
 
 def word_boundary_errors(reference: Sequence[Segment], reference_words: Sequence[str], hypothesis: Sequence[Segment],
-                         hypothesis_words: Sequence[str], sample_rate: int = 22050) -> np.ndarray:
+                         hypothesis_words: Sequence[str], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Absolute errors (seconds) of word starts, for the words both transcripts share.
 
     The two word lists (e.g. eSpeak's words and the lexicon's normalised words) are matched

@@ -50,10 +50,13 @@ COVARIANCE_TYPES = ("diag", "full")
 # ----------------------------------------------------------------------------- checks and small helpers
 
 
-def _log(p) -> np.ndarray:
+def safe_log(p) -> np.ndarray:
     """``log p`` with ``log 0 = -inf`` and no warning: zeros are forbidden transitions, not errors."""
     with np.errstate(divide="ignore"):
         return np.log(np.asarray(p, dtype=np.float64))
+
+
+_log = safe_log  # the short name this module uses throughout
 
 
 def logsumexp(a: np.ndarray, axis: int | None = None) -> np.ndarray:

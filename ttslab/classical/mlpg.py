@@ -9,9 +9,18 @@ features. The statics are what we need; the deltas say how the statics move. MLP
     c* = argmax_c  log N(W c; mu, Sigma)
        = (W' P W)^-1 W' P mu          P = Sigma^-1  (diagonal: precisions of mu)
 
-``W`` is :func:`ttslab.dsp.deltas.delta_window_matrix` (the same windows and the same replicated
-edges as :func:`~ttslab.dsp.deltas.delta_features`), so ``mlpg(delta_features(c), any_variances)``
-gives back ``c``. With diagonal covariances every feature dimension ``d`` is its own problem.
+``W`` is :func:`ttslab.dsp.deltas.delta_window_matrix` (the same windows and the same edges as
+:func:`~ttslab.dsp.deltas.delta_features`), so ``mlpg(delta_features(c), any_variances)`` gives back
+``c``. With diagonal covariances every feature dimension ``d`` is its own problem.
+
+**Edges.** Near the ends of the utterance a window of half-width ``L`` reaches frames that do not
+exist. ``edges="replicate"`` (the default, as in :func:`~ttslab.dsp.deltas.delta_features`) reads
+the nearest edge frame there, ``c[clip(t + j - L, 0, T-1)]``: the delta rows of frame 0 are
+``[-1/2, 1/2, 0, ...]`` and ``[-1, 1, 0, ...]``. ``edges="zero"`` drops those taps (row ``t`` of
+window ``w`` is ``W[t, t+j-L] = w[j]`` only for ``0 <= t+j-L < T``: ``[0, 1/2, 0, ...]`` and
+``[-2, 1, 0, ...]`` at frame 0), the convention of nnmnkwii's ``mlpg`` / ``build_win_mats``. The
+two give the same ``W`` rows for ``L <= t < T - L``; the solutions differ mostly in the first and
+last few frames (the whole trajectory is coupled, so by a little everywhere).
 
 ``A = W' P W`` is symmetric positive definite and *banded*: a window of half-width ``L`` couples
 frames at most ``2L`` apart, so ``A`` has ``2L`` sub-diagonals and the solve is a banded Cholesky
@@ -35,10 +44,11 @@ from typing import Sequence
 import numpy as np
 import scipy.linalg
 
-from ttslab.dsp.deltas import DELTA_WINDOWS, _check_windows, delta_features, delta_window_matrix
+from ttslab.dsp.deltas import (DELTA_WINDOWS, check_edges, check_windows, delta_features, delta_window_matrix,
+                               window_taps)
 
 __all__ = [
-    "mlpg", "mlpg_dense", "mlpg_segments", "mlpg_gv", "gv_objective",
+    "mlpg", "mlpg_dense", "mlpg_segments", "mlpg_gv", "gv_objective", "gv_gradient",
     "global_variance", "variance_scaling",
 ]
 
@@ -50,7 +60,7 @@ Windows = Sequence[Sequence[float]]
 
 def _check_inputs(means, variances, windows: Windows):
     """Validate shapes/values; return ``(means, precisions, wins, D)`` as float64 arrays."""
-    wins = _check_windows(windows)
+    wins = check_windows(windows)
     K = len(wins)
     means = np.asarray(means, dtype=np.float64)
     if means.ndim != 2 or means.shape[0] == 0:
@@ -74,36 +84,31 @@ def _check_inputs(means, variances, windows: Windows):
     return means, precisions, wins, means.shape[1] // K
 
 
-def _tap_columns(T: int, window: np.ndarray) -> list[np.ndarray]:
-    """Frame that tap ``j`` of ``window`` reads at each frame ``t``: ``clip(t + j - L, 0, T-1)`` (replicated edges)."""
-    L = len(window) // 2
-    t = np.arange(T)
-    return [np.clip(t + j - L, 0, T - 1) for j in range(len(window))]
-
-
 # ----------------------------------------------------------------------------- the normal equations, banded
 
 
-def _apply_window_transpose(y: np.ndarray, wins: list[np.ndarray], D: int) -> np.ndarray:
+def _apply_window_transpose(y: np.ndarray, wins: list[np.ndarray], D: int, edges: str = "replicate") -> np.ndarray:
     """``W' y`` for a stacked ``y`` of shape ``(T, K*D)``: scatter each window's taps back onto the frames they read.
 
-    ``(W' y)[s] = sum_{t,k,j : clip(t + j - L_k) = s} w_k[j] y[t, k]``
+    ``(W' y)[s] = sum_{t,k,j : source_j(t) = s} coef_kj(t) y[t, k]`` with the taps of
+    :func:`~ttslab.dsp.deltas.window_taps` (``source = clip(t + j - L_k)``; ``coef = 0`` on cut taps).
     """
     T = y.shape[0]
     out = np.zeros((T, D))
     for k, w in enumerate(wins):
         y_k = y[:, k * D:(k + 1) * D]
-        for j, col in enumerate(_tap_columns(T, w)):
-            if w[j] != 0.0:
-                np.add.at(out, col, w[j] * y_k)  # add.at, not +=: clipped edge taps hit the same frame twice
+        for col, coef in window_taps(T, w, edges):
+            if np.any(coef != 0.0):
+                np.add.at(out, col, coef[:, None] * y_k)  # add.at, not +=: clipped edge taps hit the same frame twice
     return out
 
 
-def _normal_matrix_band(precisions: np.ndarray, wins: list[np.ndarray], D: int) -> np.ndarray:
+def _normal_matrix_band(precisions: np.ndarray, wins: list[np.ndarray], D: int, edges: str = "replicate") -> np.ndarray:
     """Lower band of ``A = W' P W`` per dimension, shape ``(D, 2*Lmax + 1, T)``, in ``solveh_banded`` form.
 
-    ``A = sum_{t,k} p[t,k] w_tk w_tk'`` where ``w_tk`` is row ``(t, k)`` of ``W``: taps ``w_k[j]`` at
-    columns ``clip(t + j - L_k)``. Each tap pair ``(a, b)`` adds ``p[t,k] w_k[a] w_k[b]`` to
+    ``A = sum_{t,k} p[t,k] w_tk w_tk'`` where ``w_tk`` is row ``(t, k)`` of ``W``: taps ``coef_ka(t)`` (``w_k[a]``,
+    or 0 where ``edges="zero"`` cuts it) at columns ``clip(t + a - L_k)``. Each tap pair ``(a, b)`` adds
+    ``p[t,k] coef_ka(t) coef_kb(t)`` to
     ``A[col_a, col_b]``; we keep the lower triangle ``col_a >= col_b`` (the pair ``(b, a)`` is its mirror)
     and store ``A[i, j]`` at ``band[i - j, j]``. Edge frames are exact because the clipped columns are
     the ones ``delta_window_matrix`` uses.
@@ -113,21 +118,22 @@ def _normal_matrix_band(precisions: np.ndarray, wins: list[np.ndarray], D: int) 
     band = np.zeros((2 * half_width + 1, T, D))
     for k, w in enumerate(wins):
         p_k = precisions[:, k * D:(k + 1) * D]
-        cols = _tap_columns(T, w)
-        for a in range(len(w)):
-            for b in range(len(w)):
-                if w[a] == 0.0 or w[b] == 0.0:
+        taps = window_taps(T, w, edges)
+        for col_a, coef_a in taps:
+            for col_b, coef_b in taps:
+                if not (coef_a.any() and coef_b.any()):  # e.g. the zero centre tap of the delta window
                     continue
-                lower = cols[a] >= cols[b]
-                i, j = cols[a][lower], cols[b][lower]
-                np.add.at(band, (i - j, j), w[a] * w[b] * p_k[lower])
+                lower = col_a >= col_b
+                i, j = col_a[lower], col_b[lower]
+                np.add.at(band, (i - j, j), (coef_a * coef_b)[lower][:, None] * p_k[lower])
     return np.ascontiguousarray(band.transpose(2, 0, 1))  # one contiguous band per dimension for LAPACK
 
 
-def _normal_equations(means, precisions, wins, D):
+def _normal_equations(means, precisions, wins, D, edges="replicate"):
     """``(band of W'PW, W'P mu)`` for all dimensions at once."""
-    _check_level_is_observed(precisions, wins, D)
-    return _normal_matrix_band(precisions, wins, D), _apply_window_transpose(precisions * means, wins, D)
+    _check_level_is_observed(precisions, wins, D, edges)
+    return (_normal_matrix_band(precisions, wins, D, edges),
+            _apply_window_transpose(precisions * means, wins, D, edges))
 
 
 def _not_positive_definite(d: int) -> np.linalg.LinAlgError:
@@ -136,16 +142,20 @@ def _not_positive_definite(d: int) -> np.linalg.LinAlgError:
         "(e.g. no static window, or infinite variances everywhere); give the statics finite variances")
 
 
-def _check_level_is_observed(precisions, wins, D):
-    """Raise if a constant offset of ``c`` is invisible: ``1' A 1 = sum_{t,k} p[t,k] (sum_j w_k[j])^2 == 0``.
+def _check_level_is_observed(precisions, wins, D, edges="replicate"):
+    """Raise if a constant offset of ``c`` is invisible: ``1' A 1 = sum_{t,k} p[t,k] (sum_j coef_kj(t))^2 == 0``.
 
     With replicated edges a constant track gives ``sum(w_k)`` in every window, so windows whose taps sum to
     zero (all deltas) cannot see the level; Cholesky might not notice the singularity in floating point.
+    (With cut edges the truncated edge windows do see it.)
     """
     T, K = precisions.shape[0], len(wins)
     prec = precisions.reshape(T, K, D)
-    level = np.einsum("tkd,k->d", prec, np.array([w.sum() ** 2 for w in wins]))
-    scale = np.einsum("tkd,k->d", prec, np.array([(w**2).sum() for w in wins]))
+    taps = [window_taps(T, w, edges) for w in wins]
+    row_sum = np.stack([sum(coef for _, coef in t) for t in taps], axis=1)           # (T, K): W 1
+    row_norm = np.stack([sum(coef**2 for _, coef in t) for t in taps], axis=1)       # (T, K)
+    level = np.einsum("tkd,tk->d", prec, row_sum**2)
+    scale = np.einsum("tkd,tk->d", prec, row_norm)
     blind = np.flatnonzero(~(level > 1e-12 * scale))
     if blind.size:
         raise _not_positive_definite(int(blind[0]))
@@ -154,23 +164,29 @@ def _check_level_is_observed(precisions, wins, D):
 # ----------------------------------------------------------------------------- MLPG
 
 
-def mlpg(means, variances, windows: Windows = DELTA_WINDOWS) -> np.ndarray:
+def mlpg(means, variances, windows: Windows = DELTA_WINDOWS, edges: str = "replicate") -> np.ndarray:
     """Most likely static trajectory ``c`` (T, D) given per-frame Gaussians over ``[c | dc | ddc]``.
 
     Solves, for each dimension independently (diagonal covariance),
 
         (W' P W) c = W' P mu,        P = diag(1 / variances)
 
-    with ``W = delta_window_matrix(T, windows)``, by a banded Cholesky (``scipy.linalg.solveh_banded``):
-    ``W' P W`` has ``2 * max half-width`` sub-diagonals (4 for :data:`DELTA_WINDOWS`).
+    with ``W = delta_window_matrix(T, windows, edges)`` (``edges``: see "Edges" above), by a banded
+    Cholesky (``scipy.linalg.solveh_banded``): ``W' P W`` has ``2 * max half-width`` sub-diagonals
+    (4 for :data:`DELTA_WINDOWS`).
 
     >>> c0 = np.linspace(0.0, 1.0, 6)[:, None] ** 2                  # a smooth (T=6, D=1) trajectory
     >>> mu = delta_features(c0)                                      # its exact [c | dc | ddc]
     >>> np.allclose(mlpg(mu, np.full_like(mu, 0.3)), c0)             # recovered, whatever the variances
     True
+    >>> cut = delta_features(c0, edges="zero")                       # deltas with the windows cut at the ends
+    >>> np.allclose(mlpg(cut, 0.3, edges="zero"), c0)                # recovered with the same convention...
+    True
+    >>> np.allclose(mlpg(cut, 0.3), c0)                              # ...but not with the other one
+    False
     """
     means, precisions, wins, D = _check_inputs(means, variances, windows)
-    band, rhs = _normal_equations(means, precisions, wins, D)
+    band, rhs = _normal_equations(means, precisions, wins, D, check_edges(edges))
     c = np.empty_like(rhs)
     for d in range(D):  # each dimension has its own matrix, so one LAPACK call per dimension
         try:
@@ -180,7 +196,7 @@ def mlpg(means, variances, windows: Windows = DELTA_WINDOWS) -> np.ndarray:
     return c
 
 
-def mlpg_dense(means, variances, windows: Windows = DELTA_WINDOWS) -> np.ndarray:
+def mlpg_dense(means, variances, windows: Windows = DELTA_WINDOWS, edges: str = "replicate") -> np.ndarray:
     """The same solution with the explicit ``W`` and a dense solve, ``c = (W'PW)^-1 W'P mu``: O(T^3), for teaching.
 
     ``mu`` of one dimension is read in ``W``'s row order ``t*K + k`` (frame-major), i.e.
@@ -188,7 +204,7 @@ def mlpg_dense(means, variances, windows: Windows = DELTA_WINDOWS) -> np.ndarray
     """
     means, precisions, wins, D = _check_inputs(means, variances, windows)
     T, K = means.shape[0], len(wins)
-    W = delta_window_matrix(T, windows).toarray()  # (T*K, T)
+    W = delta_window_matrix(T, windows, edges).toarray()  # (T*K, T)
     mu = means.reshape(T, K, D)
     prec = precisions.reshape(T, K, D)
     c = np.empty((T, D))
@@ -202,7 +218,8 @@ def mlpg_dense(means, variances, windows: Windows = DELTA_WINDOWS) -> np.ndarray
     return c
 
 
-def mlpg_segments(means, variances, lengths: Sequence[int], windows: Windows = DELTA_WINDOWS) -> np.ndarray:
+def mlpg_segments(means, variances, lengths: Sequence[int], windows: Windows = DELTA_WINDOWS,
+                  edges: str = "replicate") -> np.ndarray:
     """MLPG on several utterances stacked along time: ``lengths`` frames each; windows never cross utterances.
 
     Returns the ``(sum(lengths), D)`` trajectories, stacked the same way.
@@ -218,7 +235,7 @@ def mlpg_segments(means, variances, lengths: Sequence[int], windows: Windows = D
     else:
         variances = np.broadcast_to(variances, (means.shape[0],) + variances.shape)
     bounds = np.cumsum([0] + lengths)
-    return np.concatenate([mlpg(means[s:e], variances[s:e], windows) for s, e in zip(bounds[:-1], bounds[1:])])
+    return np.concatenate([mlpg(means[s:e], variances[s:e], windows, edges) for s, e in zip(bounds[:-1], bounds[1:])])
 
 
 # ----------------------------------------------------------------------------- global variance
@@ -269,16 +286,48 @@ def _check_gv(gv_mean, gv_var, D: int):
     return gv_mean, gv_var
 
 
-def _gv_objective(c, means, precisions, gv_mean, gv_var, windows, weight) -> np.ndarray:
+def _gv_objective(c, means, precisions, gv_mean, gv_var, windows, weight, edges="replicate") -> np.ndarray:
     """Per-dimension objective (see :func:`gv_objective`), inputs already checked."""
-    residual = delta_features(c, windows) - means
+    residual = delta_features(c, windows, edges) - means
     D = c.shape[1]
     loglik = -0.5 * (precisions * residual**2).reshape(len(c), -1, D).sum(axis=(0, 1))
     return weight * loglik - 0.5 * (_gv(c) - gv_mean) ** 2 / gv_var
 
 
+def _gv_gradient(c, means, precisions, gv_mean, gv_var, wins, D, weight, edges="replicate") -> np.ndarray:
+    """``dJ/dc`` (T, D) (see :func:`gv_gradient`), inputs already checked."""
+    T = len(c)
+    residual = means - delta_features(c, wins, edges)                                   # mu - W c
+    likelihood_part = _apply_window_transpose(precisions * residual, wins, D, edges)     # W'P (mu - W c) = b - A c
+    gv_part = ((_gv(c) - gv_mean) / gv_var * 2.0 / T) * (c - c.mean(axis=0))
+    return weight * likelihood_part - gv_part
+
+
+def _checked_gv_inputs(c, means, variances, gv_mean, gv_var, windows, weight):
+    means, precisions, wins, D = _check_inputs(means, variances, windows)
+    c = np.asarray(c, dtype=np.float64)
+    if c.shape != (means.shape[0], D):
+        raise ValueError(f"c must have shape {(means.shape[0], D)}, got {c.shape}")
+    gv_mean, gv_var = _check_gv(gv_mean, gv_var, D)
+    weight = 1.0 / (len(wins) * len(c)) if weight is None else float(weight)
+    return c, means, precisions, wins, D, gv_mean, gv_var, weight
+
+
+def gv_gradient(c, means, variances, gv_mean, gv_var, windows: Windows = DELTA_WINDOWS,
+                weight: float | None = None, edges: str = "replicate") -> np.ndarray:
+    """Gradient of :func:`gv_objective` with respect to ``c``, shape (T, D) (``J_d`` depends on ``c_d`` only)::
+
+        dJ_d/dc_d = weight * W' P_d (mu_d - W c_d)  -  (v_d(c) - gv_mean_d) / gv_var_d * 2/T * (c_d - mean(c_d))
+
+    using ``dv_d/dc_td = 2/T (c_td - mean_t c_td)`` (the mean's own derivative sums to zero).
+    """
+    c, means, precisions, wins, D, gv_mean, gv_var, weight = _checked_gv_inputs(
+        c, means, variances, gv_mean, gv_var, windows, weight)
+    return _gv_gradient(c, means, precisions, gv_mean, gv_var, wins, D, weight, check_edges(edges))
+
+
 def gv_objective(c, means, variances, gv_mean, gv_var, windows: Windows = DELTA_WINDOWS,
-                 weight: float | None = None) -> np.ndarray:
+                 weight: float | None = None, edges: str = "replicate") -> np.ndarray:
     """The GV objective of each dimension, shape (D,), up to constants (Toda & Tokuda 2007, eq. 10)::
 
         J_d(c) = weight * log N(W c_d; mu_d, Sigma_d) + log N(v_d(c); gv_mean_d, gv_var_d)
@@ -287,20 +336,17 @@ def gv_objective(c, means, variances, gv_mean, gv_var, windows: Windows = DELTA_
     ``weight`` defaults to ``1 / (K*T)``, the ratio of the dimensions of ``v`` (1 per feature) and of
     ``W c`` (K*T per feature), which keeps the GV term from being drowned by the T-frame likelihood.
     """
-    means, precisions, wins, D = _check_inputs(means, variances, windows)
-    c = np.asarray(c, dtype=np.float64)
-    if c.shape != (means.shape[0], D):
-        raise ValueError(f"c must have shape {(means.shape[0], D)}, got {c.shape}")
-    gv_mean, gv_var = _check_gv(gv_mean, gv_var, D)
-    weight = 1.0 / (len(wins) * len(c)) if weight is None else float(weight)
-    return _gv_objective(c, means, precisions, gv_mean, gv_var, windows, weight)
+    c, means, precisions, wins, D, gv_mean, gv_var, weight = _checked_gv_inputs(
+        c, means, variances, gv_mean, gv_var, windows, weight)
+    return _gv_objective(c, means, precisions, gv_mean, gv_var, windows, weight, check_edges(edges))
 
 
 def mlpg_gv(means, variances, gv_mean, gv_var, windows: Windows = DELTA_WINDOWS, n_iter: int = 50,
-            step: float = 1.0, weight: float | None = None, return_objective: bool = False):
+            step: float = 1.0, weight: float | None = None, return_objective: bool = False,
+            edges: str = "replicate"):
     """MLPG with global-variance compensation: maximise :func:`gv_objective` from the MLPG solution.
 
-    Gradient of ``J_d`` (``A = W'PW``, ``b = W'P mu``; ``dv/dc_t = 2/T (c_t - mean(c))``)::
+    Gradient of ``J_d`` (``A = W'PW``, ``b = W'P mu``; ``dv/dc_t = 2/T (c_t - mean(c))``; :func:`gv_gradient`)::
 
         g_d = weight * (b_d - A_d c_d)  -  (v_d(c) - gv_mean_d) / gv_var_d * 2/T * (c_d - mean(c_d))
 
@@ -321,7 +367,7 @@ def mlpg_gv(means, variances, gv_mean, gv_var, windows: Windows = DELTA_WINDOWS,
     if not weight > 0:
         raise ValueError(f"weight must be positive, got {weight}")
 
-    band, rhs = _normal_equations(means, precisions, wins, D)
+    band, rhs = _normal_equations(means, precisions, wins, D, check_edges(edges))
     factors = []  # one banded Cholesky factor of A per dimension, reused by every iteration
     for d in range(D):
         try:
@@ -334,16 +380,14 @@ def mlpg_gv(means, variances, gv_mean, gv_var, windows: Windows = DELTA_WINDOWS,
                          for d in range(D)], axis=1)
 
     def objective(c):
-        return _gv_objective(c, means, precisions, gv_mean, gv_var, windows, weight)
+        return _gv_objective(c, means, precisions, gv_mean, gv_var, windows, weight, edges)
 
     c = solve_A(rhs)  # the plain MLPG trajectory
     J = objective(c)
     history = [J.copy()]
     steps = np.full(D, float(step))
     for _ in range(n_iter):
-        centred = c - c.mean(axis=0)
-        A_c = _apply_window_transpose(precisions * delta_features(c, windows), wins, D)  # W'P W c
-        grad = weight * (rhs - A_c) - ((_gv(c) - gv_mean) / gv_var * 2.0 / T) * centred
+        grad = _gv_gradient(c, means, precisions, gv_mean, gv_var, wins, D, weight, edges)
         direction = solve_A(grad) / weight
         pending = np.ones(D, dtype=bool)
         for _halving in range(31):

@@ -125,11 +125,8 @@ class VCConfig:
             raise ValueError(f"gv must be one of {GV_METHODS}, got {self.gv!r}")
 
     @classmethod
-    def for_mode(cls, mode: str | None = None, **overrides) -> VCConfig:
+    def for_mode(cls, mode: str, **overrides) -> VCConfig:
         """Defaults for ``"ci"`` (4 components, 15 EM iterations: seconds) or ``"full"`` (16 components)."""
-        from ttslab.config import mode as default_mode
-
-        mode = mode or default_mode()
         if mode not in ("ci", "full"):
             raise ValueError(f"mode must be 'ci' or 'full', got {mode!r}")
         base = {"n_components": 4, "max_iter": 15, "max_frames": 10000} if mode == "ci" else {}
@@ -181,9 +178,9 @@ def parallel_pairs(corpus, source: str, target: str, split: str | None = "train"
     return pairs
 
 
-def analyse(audio, sr: int, config: VCConfig) -> WorldFeatures:
+def analyse(audio, sample_rate: int, config: VCConfig) -> WorldFeatures:
     """WORLD features with the config's mel-cepstral order and F0 method."""
-    return world_analysis(audio, sr, mcep_order=config.mcep_order, f0_method=config.f0_method)
+    return world_analysis(audio, sample_rate, mcep_order=config.mcep_order, f0_method=config.f0_method)
 
 
 def _analyse_utterance(args) -> tuple[np.ndarray, np.ndarray]:
@@ -478,24 +475,25 @@ class VoiceConverter:
         """Converted WORLD features: new ``mcep`` (and ``sp`` from it), new ``f0``; ``ap``/``bap`` from the source."""
         from ttslab.dsp.world import import_pysptk
 
-        if feats.sr != self.sample_rate:
-            raise ValueError(f"features are at {feats.sr} Hz but the converter was trained at {self.sample_rate} Hz")
+        if feats.sample_rate != self.sample_rate:
+            raise ValueError(f"features are at {feats.sample_rate} Hz but the converter was trained at "
+                             f"{self.sample_rate} Hz")
         mcep = self.convert_mcep(feats.mcep)
         sp = import_pysptk().mc2sp(np.ascontiguousarray(mcep), alpha=feats.alpha, fftlen=feats.fft_size)
         return dataclasses.replace(feats, f0=self.convert_f0(feats.f0), mcep=mcep, sp=sp,
                                    ap=feats.ap.copy(), bap=feats.bap.copy())
 
-    def convert(self, audio, sr: int) -> np.ndarray:
+    def convert(self, audio, sample_rate: int) -> np.ndarray:
         """Convert a source-speaker waveform: WORLD analysis, :meth:`convert_features`, WORLD synthesis.
 
         The result is float32 and has exactly ``len(audio)`` samples.
         """
-        if int(sr) != self.sample_rate:
-            raise ValueError(f"audio is at {sr} Hz but the converter was trained at {self.sample_rate} Hz; "
+        if int(sample_rate) != self.sample_rate:
+            raise ValueError(f"audio is at {sample_rate} Hz but the converter was trained at {self.sample_rate} Hz; "
                              "resample it first (librosa.resample)")
         audio = np.asarray(audio)
-        out = self.convert_features(analyse(audio, sr, self.config))
-        return world_synthesis(out.f0, out.mcep, out.bap, sr, frame_period=out.frame_period, alpha=out.alpha,
+        out = self.convert_features(analyse(audio, sample_rate, self.config))
+        return world_synthesis(out.f0, out.mcep, out.bap, sample_rate, frame_period=out.frame_period, alpha=out.alpha,
                                fft_size=out.fft_size, n_samples=len(audio))
 
     # -- saving
@@ -518,8 +516,16 @@ class VoiceConverter:
         return atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path) -> VoiceConverter:
-        """Read a model written by :meth:`save`; ``ValueError`` if the file is corrupt or was changed."""
+    def load(cls, path, sha256: str | None = None, *, verify: bool = True) -> VoiceConverter:
+        """Read a model written by :meth:`save`; ``ValueError`` if the file is corrupt or was changed.
+
+        The file holds its own checksum, so it needs no sidecar; ``sha256`` (or a ``.sha256`` sidecar)
+        also checks the file's bytes, and ``verify=False`` skips every check (see
+        :func:`ttslab.checkpoint.verify_file`)."""
+        from ttslab.checkpoint import verify_file
+
+        if Path(path).is_file():  # a missing file keeps raising FileNotFoundError from np.load below
+            verify_file(path, sha256, verify=verify, self_checked=True, what="voice-conversion model", error=ValueError)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
@@ -528,7 +534,7 @@ class VoiceConverter:
                 raise
             raise ValueError(f"{path} is not a readable voice-conversion model ({exc})") from None
         stored = str(arrays.pop("sha256", ""))
-        if stored != _digest(arrays):
+        if verify and stored != _digest(arrays):
             raise ValueError(f"checksum mismatch in {path}: the file is corrupt or was modified; retrain or re-copy it")
         meta = json.loads(str(arrays["meta_json"]))
         if meta["format_version"] != FORMAT_VERSION:

@@ -5,8 +5,9 @@ from ttslab.data.corpus import Corpus, CorpusNotFoundError, Segment, Utterance
 __all__ = ["Corpus", "CorpusNotFoundError", "Segment", "Utterance", "load_builtin", "read_corpus"]
 
 
-def load_builtin(mode: str | None = None, root=None) -> Corpus:
-    """Load the built-in corpus (``mode`` "ci" or "full"; default from ``TTSLAB_CI``)."""
+def load_builtin(mode: str, root=None) -> Corpus:
+    """Load the built-in corpus of ``mode``: "ci" (the small slice) or "full" (notebooks pass
+    :func:`ttslab.config.mode`, which reads ``TTSLAB_CI``)."""
     from ttslab.data.builtin import load_builtin as _load
 
     return _load(mode=mode, root=root)

@@ -24,15 +24,13 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from ttslab.data.speakers import ENGLISH_SPEAKERS
 from ttslab.dsp.cache import FeatureCache
 from ttslab.dsp.f0 import f0_pyworld, log_f0_and_vuv
 from ttslab.dsp.spectral import FMAX, HOP, LOG_FLOOR, N_FFT, N_MELS, SAMPLE_RATE, log_mel, num_frames, stft
 
 FEATURE_SETTINGS = {"sr": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS, "fmax": FMAX,
                     "f0": "dio+stonemask", "f0_floor": 60.0, "f0_ceil": 500.0, "energy": "log-l2-stft"}
-#: The built-in English speakers in a fixed order: speaker index ``i`` of every multi-speaker model.
-ENGLISH_SPEAKERS = ("en_us_m", "en_us_f", "en_gb_m", "en_gb_f", "en_rp_f", "en_sc_m", "en_ca_f", "en_ny_m",
-                    "en_la_m", "en_wm_f")
 MEL_PAD = float(np.log(LOG_FLOOR))  # padding value of mel batches: the log-mel of silence
 
 

@@ -24,6 +24,11 @@ A missing corpus raises :class:`~ttslab.data.corpus.CorpusNotFoundError` whose m
 the missing path and the command that fetches the corpus (``data_scripts/fetch_*.py``); a
 malformed metadata line raises :class:`ValueError` naming the file and the line number.
 
+Every text file (``metadata.csv``, transcripts, prompt lists) is read as UTF-8, with or without
+a byte-order mark (``utf-8-sig``: spreadsheet programs and Windows editors add one when they save).
+A file that is not UTF-8 raises :class:`TextEncodingError` naming the file, the line, the byte and
+how to convert it, rather than a bare ``UnicodeDecodeError`` or silently replaced characters.
+
 Each reader accepts either the corpus folder itself or the folder that holds it under its
 usual name (``LJSpeech-1.1``, ``VCTK-Corpus-0.92``, ``LibriTTS``, ``cmu_arctic`` ...), so
 ``read_ljspeech("data/corpora")`` and ``read_ljspeech("data/corpora/LJSpeech-1.1")`` agree.
@@ -35,8 +40,10 @@ every utterance is assumed to have the rate of the first file.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +53,7 @@ from ttslab.data.corpus import Corpus, CorpusNotFoundError, Utterance
 from ttslab.io import AudioFileError
 
 __all__ = [
-    "TEST_PERCENT", "LIBRITTS_SUBSETS", "READERS", "assign_split",
+    "TEST_PERCENT", "LIBRITTS_SUBSETS", "READERS", "TextEncodingError", "assign_split",
     "read_ljspeech", "read_vctk", "read_libritts", "read_arctic", "read_corpus",
 ]
 
@@ -63,6 +70,51 @@ VCTK_MICS = ("mic1", "mic2")
 
 
 # --------------------------------------------------------------------------- shared helpers
+
+class TextEncodingError(ValueError):
+    """A corpus text file is not UTF-8; the message names the file, line and byte, and the fix."""
+
+
+def _read_text(path: Path) -> str:
+    r"""The text of a corpus file: UTF-8, a leading byte-order mark dropped; :class:`TextEncodingError` if not UTF-8.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "metadata.csv"
+    >>> _ = p.write_bytes(codecs.BOM_UTF8 + "LJ001-0001|Café|Café\n".encode())
+    >>> _read_text(p)
+    'LJ001-0001|Café|Café\n'
+    >>> _ = p.write_bytes(b"LJ001-0001|ok|ok\nLJ001-0002|Caf\xe9|Caf\xe9\n")
+    >>> _read_text(p)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ttslab.data.readers.TextEncodingError: ...metadata.csv:2: byte 0xE9 at column 15 is not UTF-8...
+    """
+    data = path.read_bytes()
+    body = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(path, body, exc) from None
+
+
+def _encoding_error(path: Path, data: bytes, exc: UnicodeDecodeError) -> TextEncodingError:
+    """Where the first non-UTF-8 byte is (1-based line and column, as editors count) and how to convert the file."""
+    line_start = data.rfind(b"\n", 0, exc.start) + 1
+    line_no = data.count(b"\n", 0, exc.start) + 1
+    line = data[line_start:data.find(b"\n", exc.start) if b"\n" in data[exc.start:] else len(data)]
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Windows' "Unicode" = UTF-16
+        guess, source = "it starts with a UTF-16 byte-order mark", "utf-16"
+    else:
+        try:  # most other non-UTF-8 text files are Windows-1252 (a superset of Latin-1 for printable text)
+            shown = line.decode("cp1252").strip()
+            guess, source = f"it reads as Windows-1252/Latin-1: {shown[:80]!r}", "cp1252"
+        except UnicodeDecodeError:
+            guess, source = "its encoding is unknown", "<its encoding>"
+    return TextEncodingError(
+        f"{path}:{line_no}: byte 0x{data[exc.start]:02X} at column {exc.start - line_start + 1} is not UTF-8 "
+        f"({guess}); corpus text must be UTF-8. Convert the file, e.g. `iconv -f {source.upper()} -t UTF-8 "
+        f"{path.name} > fixed && mv fixed {path.name}`, or in Python: p.write_text(p.read_text(encoding="
+        f"{source!r}), encoding='utf-8')")
 
 def assign_split(key: str, test_percent: float = TEST_PERCENT) -> str:
     """``"test"`` for about ``test_percent`` % of keys, else ``"train"``; depends only on ``key``.
@@ -203,7 +255,7 @@ def _read_ljspeech_metadata(path: Path) -> list[tuple[str, str]]:
     """``(id, normalized text)`` per line of ``metadata.csv``; ValueError on a malformed line."""
     rows = []
     seen = set()
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.StringIO(_read_text(path), newline="") as f:  # newline="": csv sees the lines as written
         for line_no, fields in enumerate(csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE), start=1):
             if not fields or fields == [""]:
                 continue
@@ -271,7 +323,7 @@ def read_vctk(root: str | Path, mic: str = "mic1", *, probe_audio: bool = True) 
     texts = {p.stem: p for p in (root / "txt").glob("*/*.txt")}
     entries, skipped = [], _Skipped()
     for utt_id in sorted(set(texts) | set(audio), key=_natural_key):
-        text = texts[utt_id].read_text(encoding="utf-8", errors="replace").strip() if utt_id in texts else ""
+        text = _read_text(texts[utt_id]).strip() if utt_id in texts else ""
         if utt_id not in audio:
             skipped.no_audio.append(utt_id)
         elif not text:
@@ -351,7 +403,7 @@ def _collect_libritts_subset(subset_dir: Path, entries: list[_Entry], skipped: _
     wavs = {p.name[: -len(".wav")]: p for p in subset_dir.glob("*/*/*.wav")}
     texts = {p.name[: -len(".normalized.txt")]: p for p in subset_dir.glob("*/*/*.normalized.txt")}
     for utt_id in sorted(set(wavs) | set(texts), key=_natural_key):
-        text = texts[utt_id].read_text(encoding="utf-8", errors="replace").strip() if utt_id in texts else ""
+        text = _read_text(texts[utt_id]).strip() if utt_id in texts else ""
         if utt_id not in wavs:
             skipped.no_audio.append(utt_id)
         elif not text:
@@ -436,7 +488,7 @@ def _collect_arctic_voice(voice_dir: Path, entries: list[_Entry], skipped: _Skip
 def _read_arctic_prompts(path: Path) -> dict[str, str]:
     """Prompt id -> text from a festival ``txt.done.data`` file; ValueError on a malformed line."""
     prompts = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
         line = line.strip()
         if not line:
             continue

@@ -1,7 +1,7 @@
 """Fundamental frequency (F0): extraction on the STFT frame grid and the SPSS log-F0 representation.
 
 Every extractor returns one value per frame of a centred STFT with the same hop, i.e.
-``num_frames(len(x), hop) = 1 + len(x) // hop`` values, frame ``m`` at time ``m * hop / sr``,
+``num_frames(len(x), hop) = 1 + len(x) // hop`` values, frame ``m`` at time ``m * hop / sample_rate``,
 with **0 Hz meaning unvoiced**. So ``f0[m]`` lines up with ``log_mel(x)[:, m]`` exactly.
 """
 
@@ -22,7 +22,7 @@ def import_pyworld():
     return pyworld
 
 
-def check_audio(x, sr: int, name: str = "x") -> np.ndarray:
+def check_audio(x, sample_rate: int, name: str = "x") -> np.ndarray:
     """``x`` as a contiguous float64 1-D array (what pyworld needs), or a clear error."""
     x = np.asarray(x)
     if x.dtype.kind != "f":
@@ -34,24 +34,24 @@ def check_audio(x, sr: int, name: str = "x") -> np.ndarray:
         raise ValueError(f"{name} is empty; pass at least some audio samples")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name} contains NaN or infinite samples; clean the audio before analysis")
-    if not isinstance(sr, (int, np.integer)) or sr <= 0:
-        raise ValueError(f"sample rate must be a positive integer in Hz, got {sr!r}")
+    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"sample rate must be a positive integer in Hz, got {sample_rate!r}")
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
-def frame_period_ms(sr: int = SAMPLE_RATE, hop: int = HOP) -> float:
-    """WORLD frame period matching an STFT hop: ``1000 * hop / sr`` ms.
+def frame_period_ms(sample_rate: int = SAMPLE_RATE, hop: int = HOP) -> float:
+    """WORLD frame period matching an STFT hop: ``1000 * hop / sample_rate`` ms.
 
     >>> round(frame_period_ms(22050, 256), 6)
     11.609977
     """
-    return 1000.0 * hop / sr
+    return 1000.0 * hop / sample_rate
 
 
 def fit_length(frames: np.ndarray, n: int) -> np.ndarray:
     """Cut ``frames`` (along axis 0) to ``n`` rows, or extend it by repeating the last row.
 
-    pyworld makes ``1 + floor(len(x) / sr * 1000 / frame_period)`` frames: ``num_frames`` up to
+    pyworld makes ``1 + floor(len(x) / sample_rate * 1000 / frame_period)`` frames: ``num_frames`` up to
     float rounding, so at most one frame has to be dropped or repeated.
 
     >>> fit_length(np.array([1., 2., 3.]), 4).tolist()
@@ -63,29 +63,30 @@ def fit_length(frames: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([frames, pad], axis=0)
 
 
-def f0_pyworld(x, sr: int = SAMPLE_RATE, hop: int = HOP, f0_floor: float = 60.0, f0_ceil: float = 500.0,
+def f0_pyworld(x, sample_rate: int = SAMPLE_RATE, hop: int = HOP, f0_floor: float = 60.0, f0_ceil: float = 500.0,
                method: str = "harvest") -> np.ndarray:
     """F0 in Hz per frame (0 = unvoiced) with WORLD's Harvest (robust, slower) or DIO + StoneMask (fast).
 
-    The frame period is ``1000 * hop / sr`` ms, and the result has exactly
+    The frame period is ``1000 * hop / sample_rate`` ms, and the result has exactly
     ``num_frames(len(x), hop)`` values (see :func:`fit_length`).
     """
     pw = import_pyworld()
-    x = check_audio(x, sr)
-    if not 0 < f0_floor < f0_ceil < sr / 2:
-        raise ValueError(f"need 0 < f0_floor < f0_ceil < sr/2, got f0_floor={f0_floor}, f0_ceil={f0_ceil}, sr={sr}")
-    period = frame_period_ms(sr, hop)
+    x = check_audio(x, sample_rate)
+    if not 0 < f0_floor < f0_ceil < sample_rate / 2:
+        raise ValueError(f"need 0 < f0_floor < f0_ceil < sample_rate/2, got f0_floor={f0_floor}, "
+                         f"f0_ceil={f0_ceil}, sample_rate={sample_rate}")
+    period = frame_period_ms(sample_rate, hop)
     if method == "harvest":
-        f0, _ = pw.harvest(x, sr, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=period)
+        f0, _ = pw.harvest(x, sample_rate, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=period)
     elif method == "dio":
-        f0, t = pw.dio(x, sr, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=period)
-        f0 = pw.stonemask(x, f0, t, sr)  # refines DIO's coarse estimate
+        f0, t = pw.dio(x, sample_rate, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=period)
+        f0 = pw.stonemask(x, f0, t, sample_rate)  # refines DIO's coarse estimate
     else:
         raise ValueError(f"unknown F0 method {method!r}; use 'harvest' or 'dio'")
     return fit_length(f0, num_frames(len(x), hop))
 
 
-def f0_pyin(x, sr: int = SAMPLE_RATE, hop: int = HOP, fmin: float = 60.0, fmax: float = 500.0,
+def f0_pyin(x, sample_rate: int = SAMPLE_RATE, hop: int = HOP, fmin: float = 60.0, fmax: float = 500.0,
             frame_length: int = 2048) -> np.ndarray:
     """F0 in Hz per frame (0 = unvoiced) with probabilistic YIN (librosa.pyin, Mauch & Dixon 2014).
 
@@ -94,10 +95,11 @@ def f0_pyin(x, sr: int = SAMPLE_RATE, hop: int = HOP, fmin: float = 60.0, fmax: 
     """
     import librosa
 
-    x = check_audio(x, sr)
-    if not 0 < fmin < fmax < sr / 2:
-        raise ValueError(f"need 0 < fmin < fmax < sr/2, got fmin={fmin}, fmax={fmax}, sr={sr}")
-    f0, voiced, _ = librosa.pyin(x, fmin=fmin, fmax=fmax, sr=sr, frame_length=frame_length,
+    x = check_audio(x, sample_rate)
+    if not 0 < fmin < fmax < sample_rate / 2:
+        raise ValueError(f"need 0 < fmin < fmax < sample_rate/2, got fmin={fmin}, fmax={fmax}, "
+                         f"sample_rate={sample_rate}")
+    f0, voiced, _ = librosa.pyin(x, fmin=fmin, fmax=fmax, sr=sample_rate, frame_length=frame_length,
                                  hop_length=hop, center=True)
     f0 = np.where(voiced & np.isfinite(f0), f0, 0.0)
     return fit_length(f0, num_frames(len(x), hop))

@@ -101,7 +101,7 @@ def magnitude(spec: torch.Tensor) -> torch.Tensor:
     return spec.abs()
 
 
-def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS,
+def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS,
                    fmin: float = FMIN, fmax: float = FMAX) -> torch.Tensor:
     """Slaney-style triangular mel filters ``M`` of shape ``(n_mels, n_fft//2 + 1)`` (librosa, as HiFi-GAN).
 
@@ -111,17 +111,18 @@ def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_ME
     >>> tuple(mel_filterbank().shape)
     (80, 513)
     """
-    if not 0 <= fmin < fmax <= sr / 2:
-        raise ValueError(f"need 0 <= fmin < fmax <= sr/2 = {sr / 2}; got fmin={fmin}, fmax={fmax} (is sr={sr} right?)")
-    return _mel_filterbank(int(sr), int(n_fft), int(n_mels), float(fmin), float(fmax)).clone()
+    if not 0 <= fmin < fmax <= sample_rate / 2:
+        raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2 = {sample_rate / 2}; got fmin={fmin}, fmax={fmax} "
+                         f"(is sample_rate={sample_rate} right?)")
+    return _mel_filterbank(int(sample_rate), int(n_fft), int(n_mels), float(fmin), float(fmax)).clone()
 
 
 @functools.lru_cache(maxsize=16)
-def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> torch.Tensor:
+def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> torch.Tensor:
     # cached: librosa builds the filters in ~0.1 s, far longer than the log-mel of a sentence itself
     import librosa
 
-    fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")
+    fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")
     return torch.from_numpy(fb.astype(np.float32))
 
 
@@ -134,7 +135,7 @@ def _log_mel_tensor(xb: torch.Tensor, window: torch.Tensor, fbank: torch.Tensor,
     return torch.log(torch.clamp(mel, min=LOG_FLOOR))
 
 
-def log_mel(x, sr: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP, win: int = WIN,
+def log_mel(x, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP, win: int = WIN,
             n_mels: int = N_MELS, fmin: float = FMIN, fmax: float = FMAX):
     """Log-mel spectrogram ``log(max(M @ |STFT(x)|, 1e-5))``: ``(n_mels, frames)`` or ``(B, n_mels, frames)``.
 
@@ -145,7 +146,7 @@ def log_mel(x, sr: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP, win: i
     """
     was_numpy = not isinstance(x, torch.Tensor)
     xb, squeeze = _as_batched_tensor(x, min_samples=n_fft // 2 + 1)
-    fbank = mel_filterbank(sr, n_fft, n_mels, fmin, fmax).to(xb.device)
+    fbank = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).to(xb.device)
     out = _log_mel_tensor(xb, hann_window(win, device=xb.device), fbank, n_fft, hop, win)
     out = out[0] if squeeze else out
     return out.cpu().numpy() if was_numpy else out
@@ -161,15 +162,15 @@ class LogMel(torch.nn.Module):
     torch.Size([2, 80, 17])
     """
 
-    def __init__(self, sr: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP, win: int = WIN,
+    def __init__(self, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP, win: int = WIN,
                  n_mels: int = N_MELS, fmin: float = FMIN, fmax: float = FMAX):
         super().__init__()
         if win > n_fft:
             raise ValueError(f"window length win={win} cannot exceed n_fft={n_fft}")
-        self.sr, self.n_fft, self.hop, self.win, self.n_mels = sr, n_fft, hop, win, n_mels
+        self.sample_rate, self.n_fft, self.hop, self.win, self.n_mels = sample_rate, n_fft, hop, win, n_mels
         self.fmin, self.fmax = fmin, fmax
         self.register_buffer("window", hann_window(win))
-        self.register_buffer("fbank", mel_filterbank(sr, n_fft, n_mels, fmin, fmax))
+        self.register_buffer("fbank", mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xb, squeeze = _as_batched_tensor(x, min_samples=self.n_fft // 2 + 1)
@@ -177,5 +178,5 @@ class LogMel(torch.nn.Module):
         return out[0] if squeeze else out
 
     def extra_repr(self) -> str:
-        return (f"sr={self.sr}, n_fft={self.n_fft}, hop={self.hop}, win={self.win}, "
+        return (f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, hop={self.hop}, win={self.win}, "
                 f"n_mels={self.n_mels}, fmin={self.fmin}, fmax={self.fmax}")

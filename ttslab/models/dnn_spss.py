@@ -18,7 +18,7 @@ Choices, and why:
   MSE); the HMM's 5-state split is a property of the HMM. Durations are made whole on the running
   sum (:func:`durations_to_frames`), so the total is kept and every phone gets a frame.
 * **The same frames as the HMM system** (5 ms hop 110, mcep order 34, Harvest F0, the same feature
-  cache: :func:`ttslab.classical.hts.extract_features`), so both are measured on equal terms.
+  cache: :func:`ttslab.dsp.streams.extract_features`), so both are measured on equal terms.
 * **Continuous log-F0 + a separate V/UV output** (Yu & Young 2011), the usual DNN choice: the
   network predicts the interpolated log-F0 contour everywhere and a voicing logit (binary
   cross-entropy; every other output is MSE on z-scored values, each output dimension weighted alike).
@@ -58,6 +58,8 @@ from torch import nn
 from ttslab.classical.mlpg import mlpg, mlpg_gv
 from ttslab.dsp.normalize import Normalizer
 from ttslab.dsp.spectral import SAMPLE_RATE
+from ttslab.dsp.streams import WorldFeatureConfig
+from ttslab.text.frontend import EspeakVoice, segments_for
 
 __all__ = ["DNNConfig", "DurationModel", "AcousticModel", "DNNVoice", "duration_loss", "acoustic_loss",
            "durations_to_frames", "KINDS", "LINGUISTIC_DIM", "FORMAT_VERSION"]
@@ -98,7 +100,7 @@ class DNNConfig:
     duration_layers: int = 2
     duration_scale: float = 50.0       # frames that map to 1.0 in the position features (250 ms)
     lf0_weight: float = 1.0            # loss weight of the 3 log-F0 outputs (1: every output alike)
-    # features (as ttslab.classical.hts.HTSConfig: the same cache)
+    # features (ttslab.dsp.streams.WorldFeatureConfig, as the HMM voices: the same cache)
     hop: int = 110
     mcep_order: int = 34
     bap_dim: int = 2                   # WORLD's coded aperiodicity bands at 22050 Hz
@@ -165,12 +167,9 @@ class DNNConfig:
     def frame_shift_ms(self) -> float:
         return 1000.0 * self.hop / SAMPLE_RATE
 
-    def feature_config(self, **overrides):
-        """The :class:`ttslab.classical.hts.HTSConfig` whose features (and cache) these nets use."""
-        from ttslab.classical.hts import HTSConfig
-
-        return HTSConfig(hop=self.hop, mcep_order=self.mcep_order, f0_floor=self.f0_floor, f0_ceil=self.f0_ceil,
-                         f0_method=self.f0_method, **overrides)
+    def feature_config(self) -> WorldFeatureConfig:
+        """The WORLD analysis these nets predict; it alone keys the feature cache (shared with the HMM voices)."""
+        return WorldFeatureConfig.of(self)
 
     def stream_slices(self) -> dict[str, slice]:
         """Columns of each stream ``[static | Δ | Δ²]`` in the continuous outputs.
@@ -436,13 +435,7 @@ class DNNVoice(nn.Module):
     # -- from input to features
 
     def _segments(self, item) -> list:
-        from ttslab.classical.hts import _as_segments, text_to_segments
-
-        if isinstance(item, str):
-            return text_to_segments(item, self.frontend)
-        if hasattr(item, "segments"):  # an Utterance: its labels are what the front-end makes of its text
-            return list(item.segments) if item.segments is not None else text_to_segments(item.text, self.frontend)
-        return _as_segments(item)
+        return segments_for(item, EspeakVoice.from_dict(self.frontend))
 
     def linguistic(self, segments: Sequence) -> np.ndarray:
         """``(P, 498)`` linguistic features of the segments (warns about phones never seen in training)."""
@@ -467,7 +460,7 @@ class DNNVoice(nn.Module):
 
     def oracle_durations(self, utterance) -> np.ndarray:
         """Frames per phone ``(P,)`` of a corpus utterance, cut exactly as in training (they sum to its frames)."""
-        from ttslab.classical.hts import phone_frame_ranges
+        from ttslab.dsp.streams import phone_frame_ranges
         from ttslab.dsp.spectral import num_frames
 
         if utterance.segments is None:
@@ -531,7 +524,7 @@ class DNNVoice(nn.Module):
         """Audio from :meth:`generate_features` output (WORLD); peaks above 0.99 are scaled down, not clipped."""
         from ttslab.dsp.world import all_pass_alpha, world_synthesis
 
-        audio = world_synthesis(feats["f0"], feats["mcep"], feats["bap"], sr=self.sample_rate,
+        audio = world_synthesis(feats["f0"], feats["mcep"], feats["bap"], sample_rate=self.sample_rate,
                                 frame_period=feats["frame_period"], alpha=all_pass_alpha(self.sample_rate),
                                 n_samples=n_samples)
         peak = float(np.abs(audio).max()) if audio.size else 0.0
@@ -568,11 +561,13 @@ class DNNVoice(nn.Module):
                                extra=extra, half=half)
 
     @classmethod
-    def load(cls, path, sha256: str | None = None) -> DNNVoice:
-        """Read a voice written by :meth:`save` (checksum verified; ``CheckpointError`` when damaged)."""
+    def load(cls, path, sha256: str | None = None, *, verify: bool = True) -> DNNVoice:
+        """Read a voice written by :meth:`save`, after checking its SHA-256 against ``sha256`` or the
+        ``.sha256`` sidecar; ``CheckpointError`` when damaged or when there is no checksum to check
+        (``verify=False`` loads an unverifiable file at your own risk; see :func:`ttslab.checkpoint.verify_file`)."""
         from ttslab.checkpoint import CheckpointError, load_checkpoint
 
-        payload = load_checkpoint(path, sha256=sha256)
+        payload = load_checkpoint(path, sha256=sha256, verify=verify)
         extra = payload["extra"]
         if extra.get("format_version") != FORMAT_VERSION or "config" not in payload["model_config"]:
             raise CheckpointError(f"{path} is not a DNN voice of format {FORMAT_VERSION} "

@@ -220,13 +220,14 @@ class PhoneRecognizer(nn.Module):
         return F.log_softmax(self.head(h), dim=-1), out_lengths
 
     # --- inference -------------------------------------------------------------------------------
-    def _as_mel(self, audio_or_mel, sr: int) -> torch.Tensor:
-        """A ``(1, T, 80)`` float tensor from a waveform (1-D, ``sr`` Hz) or an ``(80, T)`` log-mel."""
+    def _as_mel(self, audio_or_mel, sample_rate: int) -> torch.Tensor:
+        """A ``(1, T, 80)`` float tensor from a waveform (1-D, ``sample_rate`` Hz) or an ``(80, T)`` log-mel."""
         x = audio_or_mel.detach().cpu() if isinstance(audio_or_mel, torch.Tensor) else np.asarray(audio_or_mel)
         if x.ndim == 1:
-            if sr != SAMPLE_RATE:
-                raise SampleRateError(f"the judge hears {SAMPLE_RATE} Hz audio, got sr={sr}; resample first, e.g. "
-                                      f"librosa.resample(x, orig_sr={sr}, target_sr={SAMPLE_RATE})")
+            if sample_rate != SAMPLE_RATE:
+                raise SampleRateError(f"the judge hears {SAMPLE_RATE} Hz audio, got sample_rate={sample_rate}; "
+                                      "resample first, e.g. "
+                                      f"librosa.resample(x, orig_sr={sample_rate}, target_sr={SAMPLE_RATE})")
             x = log_mel(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x.float())
         elif x.ndim == 2:
             if x.shape[0] != self.config.n_mels:
@@ -243,7 +244,7 @@ class PhoneRecognizer(nn.Module):
         return mel.T.unsqueeze(0)
 
     @torch.no_grad()
-    def transcribe(self, audio_or_mel, sr: int = SAMPLE_RATE) -> list[str]:
+    def transcribe(self, audio_or_mel, sample_rate: int = SAMPLE_RATE) -> list[str]:
         """Greedy CTC transcription: phone labels (never ``pau``/``sil``) heard in one utterance.
 
         ``audio_or_mel``: a float waveform at 22050 Hz (1-D, numpy or torch) or an ``(80, T)``
@@ -251,16 +252,16 @@ class PhoneRecognizer(nn.Module):
         """
         was_training = self.training
         self.eval()
-        log_probs, lengths = self(self._as_mel(audio_or_mel, sr))
+        log_probs, lengths = self(self._as_mel(audio_or_mel, sample_rate))
         self.train(was_training)
         ids = ctc_greedy_decode(log_probs[0, :lengths[0]].argmax(-1).tolist())
         return [ID_TO_PHONE[i] for i in ids if i not in SILENCE_IDS]
 
-    def per(self, audio_or_mel, ref_phones: Sequence[str], sr: int = SAMPLE_RATE) -> float:
+    def per(self, audio_or_mel, ref_phones: Sequence[str], sample_rate: int = SAMPLE_RATE) -> float:
         """Phone error rate of one utterance against ``ref_phones`` (silences ignored)."""
         from ttslab.metrics import phone_error_rate
 
-        return phone_error_rate(ref_phones, self.transcribe(audio_or_mel, sr))
+        return phone_error_rate(ref_phones, self.transcribe(audio_or_mel, sample_rate))
 
     # --- checkpoints -----------------------------------------------------------------------------
     def num_parameters(self) -> int:
@@ -274,11 +275,13 @@ class PhoneRecognizer(nn.Module):
                                extra=extra, half=half)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, sha256: str | None = None) -> "PhoneRecognizer":
-        """Load a saved judge (checksum verified; ``CheckpointError`` when corrupt); in eval mode."""
+    def from_checkpoint(cls, path: str | Path, sha256: str | None = None, *, verify: bool = True) -> "PhoneRecognizer":
+        """Load a saved judge in eval mode, after checking its SHA-256 against ``sha256`` or the
+        ``.sha256`` sidecar; ``CheckpointError`` when corrupt or when there is no checksum to check
+        (``verify=False`` loads an unverifiable file at your own risk; see :func:`ttslab.checkpoint.verify_file`)."""
         from ttslab.checkpoint import CheckpointError, load_checkpoint
 
-        state = load_checkpoint(path, sha256=sha256)
+        state = load_checkpoint(path, sha256=sha256, verify=verify)
         cfg = dict(state["model_config"])
         if cfg.pop("kind", None) != KIND:
             raise CheckpointError(f"{path} is not a judge checkpoint (model_config kind is not {KIND!r})")
@@ -288,9 +291,9 @@ class PhoneRecognizer(nn.Module):
         return model.eval()
 
 
-def from_checkpoint(path: str | Path, sha256: str | None = None) -> PhoneRecognizer:
+def from_checkpoint(path: str | Path, sha256: str | None = None, *, verify: bool = True) -> PhoneRecognizer:
     """:meth:`PhoneRecognizer.from_checkpoint` as a function."""
-    return PhoneRecognizer.from_checkpoint(path, sha256=sha256)
+    return PhoneRecognizer.from_checkpoint(path, sha256=sha256, verify=verify)
 
 
 def ctc_greedy_decode(frame_ids: Sequence[int], blank: int = BLANK) -> list[int]:

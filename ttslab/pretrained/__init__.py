@@ -8,7 +8,8 @@ the training time; ``logs/<name>.json`` holds the training log (losses per step,
 True
 
 ``load(name)`` verifies the checksum against the registry (not just the sidecar next to the file,
-which a corrupted copy could carry along) and builds the model with its class's ``from_checkpoint``.
+which a corrupted copy could carry along: the registry's ``sha256`` is passed as the loader's
+``sha256=``) and builds the model with its class's ``from_checkpoint``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import importlib
 import json
 from pathlib import Path
 
-from ttslab.checkpoint import CheckpointError, load_checkpoint
+from ttslab.checkpoint import CheckpointError, verify_file
 
 ROOT = Path(__file__).resolve().parent
 WEIGHTS = ROOT / "weights"
@@ -30,6 +31,7 @@ LOADERS = {
     "vocoder": "ttslab.vocoders.neural:NeuralVocoder.from_checkpoint",
     "fastspeech": "ttslab.models.fastspeech:FastSpeech.from_checkpoint",
     "dnn_voice": "ttslab.models.dnn_spss:DNNVoice.load",
+    "hmm_voice": "ttslab.classical.hts:Voice.load",
 }
 
 
@@ -57,12 +59,15 @@ def path(name: str) -> Path:
     """Path of a registered checkpoint after checking its SHA-256 against the registry."""
     e = entry(name)
     p = WEIGHTS / e["file"]
-    load_checkpoint(p, sha256=e["sha256"])  # raises CheckpointError with advice when missing/corrupt
+    verify_file(p, e["sha256"])  # raises CheckpointError with advice when missing/corrupt
     return p
 
 
-def _resolve(spec: str):
-    module, _, attr = spec.partition(":")
+def loader(kind: str):
+    """The function that loads checkpoints of ``kind`` (``loader(kind)(path, sha256=...)``)."""
+    if kind not in LOADERS:
+        raise CheckpointError(f"unknown checkpoint kind {kind!r}; known: {sorted(LOADERS)}")
+    module, _, attr = LOADERS[kind].partition(":")
     obj = importlib.import_module(module)
     for part in attr.split("."):
         obj = getattr(obj, part)
@@ -72,10 +77,7 @@ def _resolve(spec: str):
 def load(name: str):
     """The model of a registered checkpoint, ready for inference (eval mode)."""
     e = entry(name)
-    if e["kind"] not in LOADERS:
-        raise CheckpointError(f"registry entry {name!r} has unknown kind {e['kind']!r}")
-    p = WEIGHTS / e["file"]
-    return _resolve(LOADERS[e["kind"]])(p, sha256=e["sha256"])
+    return loader(e["kind"])(WEIGHTS / e["file"], sha256=e["sha256"])
 
 
 def training_log(name: str) -> dict:

@@ -41,9 +41,9 @@ from ttslab.text.normalize import (
     TextTooLongError,
     UnknownCharacterError,
     normalize_text,
-    number_to_words,
     split_sentences,
 )
+from ttslab.text.numbers import number_to_words
 from ttslab.text.phoneset import (
     ENGLISH_PHONES,
     EXTRA_PHONES,

@@ -2,8 +2,12 @@
 
 :func:`normalize_text` runs a fixed chain of small passes (each usable on its own)::
 
-    check characters -> currency -> dates -> ranges -> times -> percentages -> units -> ordinals
+    check characters -> currency -> dates -> exponents -> ranges -> times -> percentages -> units -> ordinals
     -> fractions -> abbreviations -> decades -> letters|digits -> acronyms -> numbers -> cleanup
+
+The words for a number, an amount, a time or a date come from :mod:`ttslab.text.numbers`; the
+abbreviation, acronym and unit tables and their passes live in :mod:`ttslab.text.abbreviations`.
+Both are re-exported here, so ``from ttslab.text.normalize import number_to_words`` works.
 
 Conventions (US English, chosen so that the CMU dictionary has every output word):
 
@@ -15,6 +19,13 @@ Conventions (US English, chosen so that the CMU dictionary has every output word
 * Numeric dates are month/day/year by default (``date_order="mdy"``, US); pass ``"dmy"`` for
   day/month/year. ``5/3/2021`` is then "may third, twenty twenty one" (mdy) or "march fifth, ..."
   (dmy). ISO dates (2021-03-05) are always year-month-day. Two-part ``a/b`` is a fraction.
+  Numbers that look like a date but are not one (month 0 or 13, day 0, "2/30", "2/29" outside a
+  leap year) are read as the numbers they are, with the separator spoken: "3/0/2020" -> "three
+  slash zero slash twenty twenty" (a reader sees a typo or a code, not a fraction or a date).
+* A minus sign before or after a currency symbol is read first: "-$5" and "$-5" -> "minus five
+  dollars", "-$0.50" -> "minus fifty cents".
+* Exponent notation is read as a power of ten: "1e-5" -> "one times ten to the minus five",
+  "6.02e23" -> "six point zero two times ten to the twenty three".
 * ``St.`` is "saint" before a capitalized name unless it follows a name or a number (then
   "street"); ``Dr.`` is "drive" after a capitalized word when no name follows, else "doctor".
 * Words of two or more capital letters are spelled letter by letter ("FBI" -> "f b i") unless they
@@ -34,6 +45,34 @@ from __future__ import annotations
 
 import re
 import unicodedata
+
+# Imported for the passes, and re-exported (a name that moved is still importable from here).
+from ttslab.text.abbreviations import (
+    ABBREVIATIONS,
+    MID_SENTENCE_ABBREVIATIONS,
+    UNITS,
+    WORD_ACRONYMS,
+    ends_sentence_after,
+    expand_abbreviations,
+    expand_units,
+    spell_acronyms,
+    spell_letters,
+)
+from ttslab.text.numbers import (
+    CURRENCIES,
+    MAX_CARDINAL_DIGITS,
+    MONTHS,
+    WRITTEN_NUMBER,
+    currency_to_words,
+    date_to_words,
+    digits_to_words,
+    fraction_to_words,
+    number_to_words,
+    ordinal_to_words,
+    scientific_to_words,
+    time_to_words,
+    year_to_words,
+)
 
 #: Longest text :func:`normalize_text` accepts; longer text must be split into sentences first.
 MAX_CHARS = 5000
@@ -56,258 +95,36 @@ class UnknownCharacterError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------
-# Numbers
-# ----------------------------------------------------------------------------------------------
-
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-         "fifteen sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (10**3, "thousand"))
-#: Integers with this many digits or more are read digit by digit.
-MAX_CARDINAL_DIGITS = 16
-_ORDINAL_IRREGULAR = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-                      "nine": "ninth", "twelve": "twelfth"}
-
-
-def _under_thousand(n: int) -> list[str]:
-    words = []
-    if n >= 100:
-        words += [_ONES[n // 100], "hundred"]
-        n %= 100
-    if n >= 20:
-        words.append(_TENS[n // 10])
-        n %= 10
-        if n:
-            words.append(_ONES[n])
-    elif n:
-        words.append(_ONES[n])
-    return words
-
-
-def digits_to_words(digits: str) -> str:
-    """Read a digit string one digit at a time.
-
-    >>> digits_to_words("007")
-    'zero zero seven'
-    """
-    if not digits.isdigit():
-        raise ValueError(f"digits_to_words expects only digits, got {digits!r}")
-    return " ".join(_ONES[int(d)] for d in digits)
-
-
-def number_to_words(number: int | float | str) -> str:
-    """Cardinal number in words: integers (to the trillions), negatives, decimals, "1,234" commas.
-
-    Decimals read the fraction digit by digit ("3.14" -> "three point one four"); integers of
-    :data:`MAX_CARDINAL_DIGITS` digits or more are read digit by digit.
-
-    >>> number_to_words(0), number_to_words(15), number_to_words(121)
-    ('zero', 'fifteen', 'one hundred twenty one')
-    >>> number_to_words(2_000_340_007)
-    'two billion three hundred forty thousand seven'
-    >>> number_to_words("-1,250"), number_to_words("3.14"), number_to_words(".5")
-    ('minus one thousand two hundred fifty', 'three point one four', 'point five')
-    """
-    if isinstance(number, bool):
-        raise TypeError("number_to_words got a bool")
-    if isinstance(number, float):
-        if number != number or number in (float("inf"), float("-inf")):
-            raise ValueError(f"cannot read {number!r} as a number")
-        number = repr(number)
-        if "e" in number:
-            raise ValueError(f"{number} is in exponent notation; pass it as a string of digits")
-    s = str(number).strip().replace(",", "")
-    if s.startswith(("-", "−")):
-        return "minus " + number_to_words(s[1:])
-    m = re.fullmatch(r"(\d*)(?:\.(\d+))?", s)
-    if not m or not (m.group(1) or m.group(2)):
-        raise ValueError(f"not a number: {number!r}")
-    int_part, frac_part = m.group(1), m.group(2)
-    words = []
-    if int_part:
-        if len(int_part) >= MAX_CARDINAL_DIGITS:
-            words.append(digits_to_words(int_part))
-        else:
-            n = int(int_part)
-            if n == 0:
-                words.append("zero")
-            for scale, name in _SCALES:
-                if n >= scale:
-                    words += _under_thousand(n // scale) + [name]
-                    n %= scale
-            words += _under_thousand(n)
-    if frac_part:
-        words += ["point", digits_to_words(frac_part)]
-    return " ".join(words)
-
-
-def ordinal_to_words(n: int) -> str:
-    """Ordinal number in words.
-
-    >>> ordinal_to_words(1), ordinal_to_words(12), ordinal_to_words(21), ordinal_to_words(40)
-    ('first', 'twelfth', 'twenty first', 'fortieth')
-    >>> ordinal_to_words(100)
-    'one hundredth'
-    """
-    n = int(n)
-    if n < 0:
-        raise ValueError(f"no ordinal for a negative number: {n}")
-    words = number_to_words(n).split()
-    last = words[-1]
-    if last in _ORDINAL_IRREGULAR:
-        words[-1] = _ORDINAL_IRREGULAR[last]
-    elif last.endswith("y"):
-        words[-1] = last[:-1] + "ieth"
-    else:
-        words[-1] = last + "th"
-    return " ".join(words)
-
-
-def year_to_words(year: int) -> str:
-    """A year as people say it: pairs of digits, "hundred", "oh" and "two thousand ...".
-
-    >>> year_to_words(1984), year_to_words(2005), year_to_words(1905), year_to_words(1900)
-    ('nineteen eighty four', 'two thousand five', 'nineteen oh five', 'nineteen hundred')
-    >>> year_to_words(2021), year_to_words(2000), year_to_words(1066), year_to_words(476)
-    ('twenty twenty one', 'two thousand', 'ten sixty six', 'four hundred seventy six')
-    """
-    year = int(year)
-    if year < 0:
-        raise ValueError(f"year must be >= 0, got {year}")
-    if year < 1000 or year >= 10000 or year % 1000 == 0 or 2000 <= year < 2010:
-        return number_to_words(year)
-    hi, lo = divmod(year, 100)
-    if lo == 0:
-        return f"{number_to_words(hi)} hundred"
-    if lo < 10:
-        return f"{number_to_words(hi)} oh {_ONES[lo]}"
-    return f"{number_to_words(hi)} {number_to_words(lo)}"
-
-
-_FRACTION_NAMES = {2: ("half", "halves"), 4: ("quarter", "quarters")}
-
-
-def fraction_to_words(numerator: int, denominator: int) -> str:
-    """A fraction: "one half", "three quarters", "five eighths"; denominators over 10 use "over".
-
-    >>> fraction_to_words(1, 2), fraction_to_words(3, 4), fraction_to_words(2, 3), fraction_to_words(7, 16)
-    ('one half', 'three quarters', 'two thirds', 'seven over sixteen')
-    """
-    if denominator == 0:
-        raise ValueError("denominator is zero")
-    num = number_to_words(numerator)
-    if 2 <= denominator <= 10:
-        if denominator in _FRACTION_NAMES:
-            one, many = _FRACTION_NAMES[denominator]
-        else:
-            one = ordinal_to_words(denominator)
-            many = one + "s"
-        return f"{num} {one if numerator == 1 else many}"
-    return f"{num} over {number_to_words(denominator)}"
-
-
-# ----------------------------------------------------------------------------------------------
 # Currency, times, dates
 # ----------------------------------------------------------------------------------------------
 
-#: symbol -> (unit singular, unit plural, subunit singular, subunit plural)
-CURRENCIES = {
-    "$": ("dollar", "dollars", "cent", "cents"),
-    "£": ("pound", "pounds", "penny", "pence"),
-    "€": ("euro", "euros", "cent", "cents"),
-    "¥": ("yen", "yen", None, None),
-}
 _SCALE_WORDS = "thousand|million|billion|trillion"
-
-
-def currency_to_words(amount: str, symbol: str = "$", scale: str | None = None) -> str:
-    """An amount of money: "$5.50" -> "five dollars and fifty cents".
-
-    Two decimals are read as the subunit (cents/pence); other decimals as a plain decimal.
-    ``scale`` ("million" ...) follows the number: "$2.5 million" -> "two point five million
-    dollars".
-
-    >>> currency_to_words("5.50"), currency_to_words("1", "£"), currency_to_words("0.99", "€")
-    ('five dollars and fifty cents', 'one pound', 'ninety nine cents')
-    >>> currency_to_words("1,000"), currency_to_words("2.5", "$", "million")
-    ('one thousand dollars', 'two point five million dollars')
-    """
-    if symbol not in CURRENCIES:
-        raise ValueError(f"unknown currency symbol {symbol!r}; known: {sorted(CURRENCIES)}")
-    one, many, sub_one, sub_many = CURRENCIES[symbol]
-    amount = amount.replace(",", "")
-    if scale:
-        return f"{number_to_words(amount)} {scale} {many}"
-    whole, _, frac = amount.partition(".")
-    whole = whole or "0"
-    if frac and (len(frac) != 2 or sub_one is None):
-        return f"{number_to_words(amount)} {many}"
-    units, cents = int(whole), int(frac or 0)
-    parts = []
-    if units or not cents:
-        parts.append(f"{number_to_words(whole)} {one if units == 1 else many}")
-    if cents:
-        parts.append(f"{number_to_words(cents)} {sub_one if cents == 1 else sub_many}")
-    return " and ".join(parts)
-
-
-def time_to_words(hour: int, minute: int = 0, suffix: str | None = None) -> str:
-    """A clock time: "10:30 am" -> "ten thirty a m"; ":00" is "o'clock" without am/pm.
-
-    >>> time_to_words(10, 30, "am"), time_to_words(7, 5), time_to_words(9, 0), time_to_words(9, 0, "pm")
-    ('ten thirty a m', 'seven oh five', "nine o'clock", 'nine p m')
-    >>> time_to_words(14, 45)
-    'fourteen forty five'
-    """
-    if not (0 <= hour <= 24 and 0 <= minute <= 59):
-        raise ValueError(f"not a time: {hour}:{minute:02d}")
-    words = [number_to_words(hour)]
-    if minute == 0:
-        if not suffix:
-            words.append("o'clock")
-    elif minute < 10:
-        words += ["oh", _ONES[minute]]
-    else:
-        words.append(number_to_words(minute))
-    if suffix:
-        words.append(" ".join(suffix.lower().replace(".", "")))
-    return " ".join(words)
-
-
-MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
-          "october", "november", "december")
 _MONTH_ABBR = {m[:3]: i + 1 for i, m in enumerate(MONTHS)}
 
 
-def date_to_words(month: int, day: int | None = None, year: int | None = None, day_first: bool = False) -> str:
-    """A date: "march fifth, twenty twenty one" (or "the fifth of march ..." with ``day_first``).
+def _is_date(month: int, day: int, year: int | None = None) -> bool:
+    """Whether ``day`` exists in ``month`` (of ``year``; without a year February 29th is allowed).
 
-    >>> date_to_words(3, 5, 2021)
-    'march fifth, twenty twenty one'
-    >>> date_to_words(12, 25), date_to_words(7, 4, 1776, day_first=True)
-    ('december twenty fifth', 'the fourth of july seventeen seventy six')
+    A two-digit year is its own leap-year test ("24" like 2024: ``year % 4`` decides below 100).
+
+    >>> _is_date(2, 29, 2024), _is_date(2, 29, 2021), _is_date(2, 29), _is_date(4, 31), _is_date(0, 5)
+    (True, False, True, False, False)
     """
+    import calendar
+
     if not 1 <= month <= 12:
-        raise ValueError(f"month must be 1..12, got {month}")
-    if day is not None and not 1 <= day <= 31:
-        raise ValueError(f"day must be 1..31, got {day}")
-    name = MONTHS[month - 1]
-    if day is None:
-        text = name
-    elif day_first:
-        text = f"the {ordinal_to_words(day)} of {name}"
-    else:
-        text = f"{name} {ordinal_to_words(day)}"
-    if year is not None:
-        text += ("," if day is not None and not day_first else "") + " " + year_to_words(year)
-    return text
+        return False
+    last = calendar.monthrange(2000 if year is None else year, month)[1]  # 2000 is a leap year
+    return 1 <= day <= last
 
 
 def _two_digit_year(y: str) -> str:
-    return f"oh {_ONES[int(y)]}" if len(y) == 2 and y[0] == "0" else year_to_words(int(y))
+    return f"oh {digits_to_words(y[1])}" if len(y) == 2 and y[0] == "0" else year_to_words(int(y))
 
 
-_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+#: A minus sign: "-" or "−" at the start or after whitespace, a bracket, a quote or "=" ("x=-5"), so
+#: that the hyphen in "a-5" or the range dash in "5-$3" is not read as "minus".
+_SIGN = r"(?<![^\s(\[\"'=])[-−]"
 
 
 #: Scale letters glued to money amounts ($1.2M, €2.5bn, $10K).
@@ -321,26 +138,35 @@ def expand_currency(text: str) -> str:
     'It costs five dollars and fifty cents, or three pounds, or two euros, or one point two billion dollars.'
     >>> expand_currency("$1.2M, €2.5bn and $10K")
     'one point two million dollars, two point five billion euros and ten thousand dollars'
+
+    A minus sign before the symbol or between symbol and number is read:
+
+    >>> expand_currency("-$0.50, $-0.5 and -5€")
+    'minus fifty cents, minus zero point five dollars and minus five euros'
     """
     syms = re.escape("".join(CURRENCIES))
+    lead = rf"({_SIGN})?([{syms}])\s?([-−])?"  # groups: sign before, symbol, sign after the symbol
+
+    def sign(m) -> str:
+        return "-" if m.group(1) or m.group(3) else ""
 
     def before(m):
-        return currency_to_words(m.group(2), m.group(1), m.group(3))
+        return currency_to_words(sign(m) + m.group(4), m.group(2), m.group(5))
 
     def after(m):
-        return currency_to_words(m.group(1), m.group(3))
+        return currency_to_words((m.group(1) or "") + m.group(2), m.group(4))
 
     def before_abbreviated(m):  # $1.2M, €2.5bn, $10K: a scale letter glued to the number
-        return currency_to_words(m.group(2), m.group(1), SCALE_ABBREVIATIONS[m.group(3).lower()])
+        return currency_to_words(sign(m) + m.group(4), m.group(2), SCALE_ABBREVIATIONS[m.group(5).lower()])
 
-    text = re.sub(rf"([{syms}])\s?({_NUM})(k|m|bn|b|tn)\b", before_abbreviated, text, flags=re.IGNORECASE)
-    text = re.sub(rf"([{syms}])\s?({_NUM})(?:\s+({_SCALE_WORDS})\b)?", before, text)
-    return re.sub(rf"(?<![\w.])({_NUM})(\s?)([{syms}])", after, text)
+    text = re.sub(rf"{lead}({WRITTEN_NUMBER})(k|m|bn|b|tn)\b", before_abbreviated, text, flags=re.IGNORECASE)
+    text = re.sub(rf"{lead}({WRITTEN_NUMBER})(?:\s+({_SCALE_WORDS})\b)?", before, text)
+    return re.sub(rf"({_SIGN})?(?<![\w.])({WRITTEN_NUMBER})(\s?)([{syms}])", after, text)
 
 
 def _final_period(m: re.Match) -> str:
     """"." when the match swallowed a period that also ends the sentence ("at 5 p.m. Then")."""
-    return "." if m.group(0).endswith(".") and _sentence_end_after(m.string, m.end()) else ""
+    return "." if m.group(0).endswith(".") and ends_sentence_after(m.string, m.end()) else ""
 
 
 def expand_times(text: str) -> str:
@@ -372,8 +198,14 @@ def expand_times(text: str) -> str:
 def expand_dates(text: str, date_order: str = "mdy") -> str:
     """Dates: "March 5, 2021", "5 March 2021", "Mar. 5th", "5/3/2021" and ISO "2021-03-05".
 
-    ``date_order`` ("mdy" US default, or "dmy") says how to read numeric d/m/y dates; a numeric
-    date that is not a valid date in that order is left alone.
+    ``date_order`` ("mdy" US default, or "dmy") says how to read numeric d/m/y dates. A numeric
+    date that is not a date in that order (month 0 or over 12, day 0 or past the month's last day,
+    February 29th outside a leap year) is read as its numbers with the separator spoken, since a
+    reader would not invent a date for it; a month name with an impossible day keeps its number
+    ("Feb 30" -> "february 30").
+
+    >>> expand_dates("3/0/2020, 2/30/21, 2021-13-05 and 2/29/2024")
+    '3 slash 0 slash 2020, 2 slash 30 slash 21, 2021 dash 13 dash 05 and february twenty ninth, twenty twenty four'
 
     >>> expand_dates("On March 5, 2021 and 4 July 1776.")
     'On march fifth, twenty twenty one and the fourth of july seventeen seventy six.'
@@ -392,29 +224,30 @@ def expand_dates(text: str, date_order: str = "mdy") -> str:
 
     def iso(m):
         y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        if not (1 <= mo <= 12 and 1 <= d <= 31):
-            return m.group(0)
+        if not _is_date(mo, d, y):
+            return " dash ".join(m.groups())
         return date_to_words(mo, d, y)
 
     def numeric(m):
         a, b, y = int(m.group(1)), int(m.group(2)), m.group(3)
         mo, d = (a, b) if date_order == "mdy" else (b, a)
-        if not (1 <= mo <= 12 and 1 <= d <= 31):
-            return m.group(0)
+        if not _is_date(mo, d, int(y)):
+            return " slash ".join(m.groups())
         return f"{date_to_words(mo, d)}, {_two_digit_year(y) if len(y) == 2 else year_to_words(int(y))}"
 
     def month_day(m):
         d = int(m.group(2))
-        if not 1 <= d <= 31:
-            return m.group(0)
         y = int(m.group(3)) if m.group(3) else None
+        if not _is_date(month_num(m.group(1)), d, y):  # "Feb 30": the month is still named in full
+            return MONTHS[month_num(m.group(1)) - 1] + m.group(0)[len(m.group(1)):]
         return date_to_words(month_num(m.group(1)), d, y)
 
     def day_month(m):
         d = int(m.group(1))
-        if not 1 <= d <= 31:
-            return m.group(0)
         y = int(m.group(3)) if m.group(3) else None
+        if not _is_date(month_num(m.group(2)), d, y):  # "30 Feb": the month is still named in full
+            whole, a, b = m.group(0), m.start(2) - m.start(), m.end(2) - m.start()
+            return whole[:a] + MONTHS[month_num(m.group(2)) - 1] + whole[b:]
         words = date_to_words(month_num(m.group(2)), d, y, day_first=True)
         # "on the 21st of June" already has its article
         return words[4:] if re.search(r"\bthe\s+$", m.string[:m.start()], re.I) else words
@@ -427,29 +260,8 @@ def expand_dates(text: str, date_order: str = "mdy") -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Percentages, units, ordinals, fractions, numbers
+# Percentages, ordinals, fractions, numbers
 # ----------------------------------------------------------------------------------------------
-
-#: unit abbreviation (case-sensitive, after a number) -> (singular, plural)
-UNITS = {
-    "km": ("kilometer", "kilometers"), "m": ("meter", "meters"), "cm": ("centimeter", "centimeters"),
-    "mm": ("millimeter", "millimeters"), "mi": ("mile", "miles"), "ft": ("foot", "feet"),
-    "kg": ("kilogram", "kilograms"), "g": ("gram", "grams"), "mg": ("milligram", "milligrams"),
-    "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"), "oz": ("ounce", "ounces"),
-    "l": ("liter", "liters"), "L": ("liter", "liters"), "ml": ("milliliter", "milliliters"),
-    "mL": ("milliliter", "milliliters"),
-    "km/h": ("kilometer per hour", "kilometers per hour"), "kph": ("kilometer per hour", "kilometers per hour"),
-    "mph": ("mile per hour", "miles per hour"),
-    "ms": ("millisecond", "milliseconds"), "sec": ("second", "seconds"), "min": ("minute", "minutes"),
-    "hr": ("hour", "hours"), "hrs": ("hour", "hours"),
-    "Hz": ("hertz", "hertz"), "kHz": ("kilohertz", "kilohertz"), "MHz": ("megahertz", "megahertz"),
-    "GHz": ("gigahertz", "gigahertz"), "dB": ("decibel", "decibels"),
-    "kB": ("kilobyte", "kilobytes"), "KB": ("kilobyte", "kilobytes"), "MB": ("megabyte", "megabytes"),
-    "GB": ("gigabyte", "gigabytes"), "TB": ("terabyte", "terabytes"),
-    "°C": ("degree celsius", "degrees celsius"), "°F": ("degree fahrenheit", "degrees fahrenheit"),
-    "°": ("degree", "degrees"),
-}
-
 
 def expand_percent(text: str) -> str:
     """Percentages.
@@ -457,23 +269,7 @@ def expand_percent(text: str) -> str:
     >>> expand_percent("Up 50% or -2.5 %.")
     'Up fifty percent or minus two point five percent.'
     """
-    return re.sub(rf"(?<![\w.])(-?(?:{_NUM}))\s?%", lambda m: number_to_words(m.group(1)) + " percent", text)
-
-
-def expand_units(text: str) -> str:
-    """Measurements: a number followed by a unit of :data:`UNITS` ("1 km", "2.5kg", "20 °C").
-
-    >>> expand_units("Run 1 km, lift 2.5kg, cut 30 cm at 20 °C.")
-    'Run one kilometer, lift two point five kilograms, cut thirty centimeters at twenty degrees celsius.'
-    """
-    names = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
-
-    def repl(m):
-        one, many = UNITS[m.group(2)]
-        number = m.group(1)
-        return f"{number_to_words(number)} {one if number.replace(',', '') in ('1', '-1') else many}"
-
-    return re.sub(rf"(?<![\w.])(-?(?:{_NUM}))\s?({names})(?![\w/])", repl, text)
+    return re.sub(rf"(?<![\w.])(-?(?:{WRITTEN_NUMBER}))\s?%", lambda m: number_to_words(m.group(1)) + " percent", text)
 
 
 def expand_ordinals(text: str) -> str:
@@ -487,14 +283,30 @@ def expand_ordinals(text: str) -> str:
 
 
 def expand_fractions(text: str) -> str:
-    """Fractions ``a/b`` of integers (dates were expanded before).
+    """Fractions ``a/b`` of integers (dates were expanded before); ``a/0`` is no fraction, so its
+    slash is spoken.
 
-    >>> expand_fractions("add 1/2 cup and 3/4 spoon")
-    'add one half cup and three quarters spoon'
+    >>> expand_fractions("add 1/2 cup and 3/4 spoon, not 3/0")
+    'add one half cup and three quarters spoon, not 3 slash 0'
     """
     return re.sub(r"(?<![\w./])(\d+)/(\d+)(?![\w/])",
-                  lambda m: fraction_to_words(int(m.group(1)), int(m.group(2))) if int(m.group(2)) else m.group(0),
+                  lambda m: (fraction_to_words(int(m.group(1)), int(m.group(2))) if int(m.group(2))
+                             else f"{m.group(1)} slash {m.group(2)}"),
                   text)
+
+
+def expand_scientific(text: str) -> str:
+    """Numbers in exponent notation ("1e-5", "2.5E+3", "6.02e23"), read by :func:`scientific_to_words`.
+
+    Runs before units and letter/digit splitting, which would otherwise read "1e-5" as "one e five".
+
+    >>> expand_scientific("c is 3e8 m/s, eps=-1e-5 and N = 6.02E+23.")
+    'c is three times ten to the eight m/s, eps=minus one times ten to the minus five and N = six point zero two times ten to the twenty three.'
+    """
+    def repl(m):
+        return ("minus " if m.group(1) else "") + scientific_to_words(m.group(2), m.group(3))
+
+    return re.sub(rf"({_SIGN})?(?<![\w.])(\d+(?:\.\d+)?|\.\d+)[eE]([-+−]?\d+)(?!\w|\.\d)", repl, text)
 
 
 def split_letters_digits(text: str) -> str:
@@ -558,154 +370,9 @@ def expand_numbers(text: str) -> str:
     text = re.sub(r"(?<![\w.])\d+(?:\.\d+){2,}(?![\w.]\w)",
                   lambda m: " point ".join(number_to_words(p) for p in m.group(0).split(".")), text)
     text = split_letters_digits(text)
-    # "-" is a minus sign only at the start or after whitespace/brackets/quotes (not in "a-5")
-    text = re.sub(rf"((?<![^\s(\[\"'])-)?(?<![\w.])({_NUM})", number, text)
+    text = re.sub(rf"({_SIGN})?(?<![\w.])({WRITTEN_NUMBER})", number, text)  # _SIGN: not the hyphen of "a-5"
     # digits no rule above could read (e.g. "1.2.") are read one by one rather than dropped
     return re.sub(r"\d+", lambda m: " " + digits_to_words(m.group(0)) + " ", text)
-
-
-# ----------------------------------------------------------------------------------------------
-# Abbreviations and acronyms
-# ----------------------------------------------------------------------------------------------
-
-#: Abbreviations that are always expanded the same way (case-sensitive; the period is part of it).
-ABBREVIATIONS = {
-    "Mr.": "mister", "Mrs.": "missus", "Ms.": "miz", "Prof.": "professor", "Jr.": "junior",
-    "Sr.": "senior", "Ave.": "avenue", "Rd.": "road", "Blvd.": "boulevard", "Mt.": "mount",
-    "Pl.": "place", "Ln.": "lane", "Ct.": "court", "Hwy.": "highway", "Pres.": "president",
-    "Ft.": "fort", "Co.": "company", "Corp.": "corporation", "Inc.": "incorporated", "Ltd.": "limited",
-    "Dept.": "department", "Univ.": "university", "Gov.": "governor", "Gen.": "general",
-    "Capt.": "captain", "Sgt.": "sergeant", "Lt.": "lieutenant", "Col.": "colonel", "Rev.": "reverend",
-    "Hon.": "honorable", "Fig.": "figure", "Vol.": "volume", "approx.": "approximately",
-    "vs.": "versus", "etc.": "et cetera", "e.g.": "for example", "i.e.": "that is",
-    "a.m.": "a m", "p.m.": "p m", "E.g.": "for example", "I.e.": "that is", "Etc.": "et cetera", "Vs.": "versus",
-}
-# Titles never end a sentence, so their period is dropped; the others keep a sentence-final period.
-_TITLES = {"Mr.", "Mrs.", "Ms.", "Prof.", "Mt.", "Ft.", "Gov.", "Gen.", "Capt.", "Sgt.", "Lt.", "Col.", "Rev.",
-           "Hon.", "Fig.", "Vol.", "Pres.", "e.g.", "i.e.", "approx.", "vs.", "E.g.", "I.e.", "Vs."}
-#: All-caps words read as words, not letter by letter.
-WORD_ACRONYMS = frozenset({
-    "NASA", "NATO", "UNESCO", "UNICEF", "NAFTA", "OPEC", "FIFA", "UEFA", "AIDS", "LASER", "RADAR",
-    "SCUBA", "SONAR", "COVID", "PIN", "RAM", "ROM", "JPEG", "GIF", "ASAP", "IKEA", "LEGO", "SWAT",
-    "CAPTCHA", "ASCII", "NASDAQ", "INTERPOL", "OK",
-})
-_SPECIAL_ACRONYMS = {"OK": "okay"}
-
-
-def _word_before(text: str, start: int) -> tuple[str, bool]:
-    """(previous token, whether it starts a sentence)."""
-    m = re.search(r"(\S+)\s*$", text[:start])
-    if not m:
-        return "", True
-    before = text[:m.start()].rstrip()
-    return m.group(1), (not before or before[-1] in ".!?")
-
-
-def _word_after(text: str, end: int) -> str:
-    m = re.match(r"\s*([^\s]+)", text[end:])
-    return m.group(1) if m else ""
-
-
-def _is_name(token: str) -> bool:
-    return bool(re.match(r"^[A-Z][a-z]", token))
-
-
-def _sentence_end_after(text: str, end: int) -> bool:
-    rest = text[end:]
-    return not rest.strip() or bool(re.match(r"\s+[A-Z\"']", rest))
-
-
-def expand_abbreviations(text: str) -> str:
-    """Abbreviations of :data:`ABBREVIATIONS`, plus the context-dependent St., Dr. and No.
-
-    ``St.`` is "saint" when a capitalized name follows and the word before is not a capitalized
-    word inside the sentence (the street name of "Main St."); otherwise "street". ``Dr.`` is
-    "drive" after a capitalized word when no name follows; otherwise "doctor". ``No.`` before a
-    digit is "number". A period that also ends the sentence is kept.
-
-    >>> expand_abbreviations("Dr. Smith met Mr. Jones on Main St. in St. Louis, e.g. today.")
-    'doctor Smith met mister Jones on Main street in saint Louis, for example today.'
-    >>> expand_abbreviations("Tickets #1 and No. 5, i.e. two. I.e. two.")
-    'Tickets number 1 and number 5, that is two. that is two.'
-    >>> expand_abbreviations("Visit St. Mary at 10 Baker St. Then turn onto Mulholland Dr.")
-    'Visit saint Mary at 10 Baker street. Then turn onto Mulholland drive.'
-    """
-
-    def fixed(m):
-        abbr = m.group(0)
-        word = ABBREVIATIONS[abbr]
-        keep_period = abbr not in _TITLES and _sentence_end_after(text_ref[0], m.end())
-        return word + ("." if keep_period else "")
-
-    def saint_street(m):
-        prev, initial = _word_before(text_ref[0], m.start())
-        nxt = _word_after(text_ref[0], m.end())
-        if _is_name(nxt) and not (_is_name(prev) and not initial):
-            return "saint"
-        return "street" + ("." if _sentence_end_after(text_ref[0], m.end()) else "")
-
-    def doctor_drive(m):
-        prev, _ = _word_before(text_ref[0], m.start())
-        nxt = _word_after(text_ref[0], m.end())
-        if _is_name(prev) and not _is_name(nxt):
-            return "drive" + ("." if _sentence_end_after(text_ref[0], m.end()) else "")
-        return "doctor"
-
-    names = "|".join(re.escape(a) for a in sorted(ABBREVIATIONS, key=len, reverse=True))
-    text_ref = [text]
-    # each pass looks at the text as it was before that pass (contexts are read, not rewritten)
-    text = re.sub(r"(?<![\w.])No\.\s*(?=\d)|#\s*(?=\d)", "number ", text)
-    text_ref[0] = text
-    text = re.sub(rf"(?<![\w.])(?:{names})(?!\w)", fixed, text)
-    text_ref[0] = text
-    text = re.sub(r"(?<![\w.])St\.(?!\w)", saint_street, text)
-    text_ref[0] = text
-    return re.sub(r"(?<![\w.])Dr\.(?!\w)", doctor_drive, text)
-
-
-def spell_letters(word: str) -> str:
-    """Spell a word letter by letter (lowercase letters separated by spaces).
-
-    >>> spell_letters("FBI"), spell_letters("U.S.")
-    ('f b i', 'u s')
-    """
-    return " ".join(ch.lower() for ch in word if ch.isalpha())
-
-
-def _is_shouted(text: str) -> bool:
-    words = re.findall(r"[A-Za-z]{2,}", text)
-    caps = [w for w in words if w.isupper()]
-    return len(caps) >= 3 and len(caps) >= 0.6 * len(words)
-
-
-def spell_acronyms(text: str) -> str:
-    """Spell all-caps words letter by letter, except :data:`WORD_ACRONYMS` and shouted text.
-
-    Dotted acronyms ("U.S.A.") are spelled too; a plural/possessive "s" stays on the last letter.
-    Text that is mostly capitals (three or more all-caps words making up 60% of the words) is
-    shouting, not acronyms: its words are lowercased instead.
-
-    >>> spell_acronyms("The FBI and NASA met the CEOs in the U.S. today, OK?")
-    "The f b i and nasa met the c e o's in the u s today, okay?"
-    >>> spell_acronyms("STOP SHOUTING AT ME")
-    'stop shouting at me'
-    """
-    if _is_shouted(text):
-        return re.sub(r"\b[A-Z]{2,}\b", lambda m: m.group(0).lower(), text)
-
-    def repl(m):
-        word, plural = m.group(1), m.group(2)
-        if word in _SPECIAL_ACRONYMS:
-            return _SPECIAL_ACRONYMS[word]
-        if word in WORD_ACRONYMS:
-            return word.lower() + (plural or "")
-        return spell_letters(word) + ("'s" if plural else "")
-
-    def dotted(m):
-        return spell_letters(m.group(1)) + ("." if _sentence_end_after(m.string, m.end()) else "")
-
-    text = re.sub(r"(?<![\w.])((?:[A-Z]\.){2,})", dotted, text)
-    return re.sub(r"\b([A-Z]{2,})('?s)?\b", repl, text)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -842,6 +509,7 @@ def normalize_text(text: str, *, lowercase: bool = True, on_unknown: str = "rais
     out = re.sub(r"[ \t\r\n]+", " ", out).strip()
     out = expand_currency(out)
     out = expand_dates(out, date_order)
+    out = expand_scientific(out)
     out = expand_ranges(out)
     out = expand_times(out)
     out = expand_percent(out)
@@ -867,7 +535,8 @@ def normalize_text(text: str, *, lowercase: bool = True, on_unknown: str = "rais
 # Sentence splitting
 # ----------------------------------------------------------------------------------------------
 
-_NO_SPLIT_AFTER = {a.rstrip(".").lower() for a in ABBREVIATIONS if a in _TITLES} | {"dr", "st", "no", "mt"}
+_NO_SPLIT_AFTER = ({a.rstrip(".").lower() for a in ABBREVIATIONS if a in MID_SENTENCE_ABBREVIATIONS}
+                   | {"dr", "st", "no", "mt"})
 
 
 def split_sentences(text: str, max_chars: int = MAX_CHARS) -> list[str]:

@@ -2,11 +2,11 @@
 
 Data, for each ``train`` utterance of the speaker (the same utterances the HMM voice trains on):
 
-* WORLD features from :func:`ttslab.classical.hts.extract_features` (the HMM system's settings and
+* WORLD features from :func:`ttslab.dsp.streams.extract_features` (the HMM system's settings and
   feature cache: both systems see identical frames), turned into the HMM's observation streams
-  (:class:`~ttslab.classical.hts.Observations`): mcep, continuous log-F0 and band aperiodicity,
+  (:class:`~ttslab.dsp.streams.Observations`): mcep, continuous log-F0 and band aperiodicity,
   each with Δ and Δ², plus the voicing flag;
-* frames per phone from the phone segments (:func:`~ttslab.classical.hts.phone_frame_ranges`, as
+* frames per phone from the phone segments (:func:`~ttslab.dsp.streams.phone_frame_ranges`, as
   the HMM cuts them) and the 498 linguistic features of each phone.
 
 The last ``valid_fraction`` of the utterances (at least one) are held out for validation: it picks
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from ttslab.dsp.normalize import Normalizer
+from ttslab.dsp.streams import Observations, extract_features, phone_frame_ranges
 from ttslab.models.dnn_spss import (KINDS, AcousticModel, DNNConfig, DNNVoice, DurationModel, acoustic_loss,
                                     duration_loss, num_parameters)
 from ttslab.train.loop import Batches, History, TrainConfig, fit
@@ -100,7 +101,6 @@ def training_utterances(corpus, speaker: str, max_utterances: int | None = None)
 def prepare_utterance(utterance, features: np.ndarray, config: DNNConfig) -> dict:
     """One utterance's arrays: ``ling`` (P, 498), ``durations`` (P,) frames summing to T,
     ``targets`` (T, n_static) raw streams with Δ/Δ², ``vuv`` (T,) 0/1, ``positions`` (T, 3)."""
-    from ttslab.classical.hts import Observations, phone_frame_ranges
     from ttslab.text.context import contexts_from_segments, frame_features, linguistic_features
 
     features = np.asarray(features)
@@ -127,12 +127,10 @@ def prepare_data(utterances: Sequence, config: DNNConfig, *, jobs: int = 1, cach
                  cache_root: str | None = None, progress: bool = True) -> tuple[list[dict], list[np.ndarray]]:
     """:func:`prepare_utterance` for each utterance; also returns the static mel-cepstra list for GV.
 
-    Features come from (and go to) the HMM system's feature cache: the same key, the same files.
+    Features come from (and go to) the feature cache the HMM voices use: one key, the same files.
     """
-    from ttslab.classical.hts import extract_features
-
-    feats = extract_features(list(utterances), config.feature_config(jobs=jobs, cache=cache, cache_root=cache_root),
-                             progress)
+    feats = extract_features(list(utterances), config.feature_config(), jobs=jobs, cache=cache, cache_root=cache_root,
+                             progress=progress)
     items = [prepare_utterance(u, f, config) for u, f in zip(utterances, feats)]
     mceps = [np.asarray(f[:, :config.mcep_order + 1], dtype=np.float64) for f in feats]
     return items, mceps
@@ -228,7 +226,7 @@ def _history_summary(history: History, max_points: int = 200) -> dict:
 
 def train_dnn_voice(corpus, speaker: str, config: DNNConfig | None = None,
                     train_config: TrainConfig | dict[str, TrainConfig] | None = None, progress: bool = True, *,
-                    kinds: Sequence[str] | None = None, mode: str | None = None, max_utterances: int | None = None,
+                    kinds: Sequence[str] | None = None, mode: str = "full", max_utterances: int | None = None,
                     valid_fraction: float = 0.05, jobs: int = 1, cache: bool = True,
                     cache_root: str | None = None) -> DNNVoice:
     """Train a duration model and an acoustic model per kind on ``speaker``'s ``train`` utterances.
@@ -236,19 +234,17 @@ def train_dnn_voice(corpus, speaker: str, config: DNNConfig | None = None,
     ``config``: sizes (default :meth:`DNNConfig.full`); ``kinds``: acoustic models to train (default
     ``(config.kind,)``); ``train_config``: one :class:`TrainConfig` for every network, or a dict with
     keys ``"duration"``, ``"ff"``, ``"lstm"`` (missing ones from :func:`default_train_configs` of
-    ``mode``, default the current mode). Deterministic for a given corpus and configs.
+    ``mode``, "full" or "ci"). Deterministic for a given corpus and configs.
     ``voice.info`` records data sizes, seconds per network, histories and parameter counts.
     """
-    from ttslab.classical.hts import _frontend_for
+    from ttslab.data.speakers import espeak_voice_for
     from ttslab.classical.mlpg import global_variance
-    from ttslab.config import mode as current_mode
-
     config = config or DNNConfig.full()
     kinds = tuple(kinds or (config.kind,))
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise ValueError(f"unknown acoustic kind(s) {bad}; use {KINDS}")
-    configs = default_train_configs(mode or current_mode())
+    configs = default_train_configs(mode)
     if isinstance(train_config, TrainConfig):
         configs = {k: train_config for k in configs}
     elif train_config is not None:
@@ -296,7 +292,7 @@ def train_dnn_voice(corpus, speaker: str, config: DNNConfig | None = None,
     info["model_cpu_seconds"] = round(sum(info["cpu_seconds"].values()), 2)
     phones = sorted({p for it in items for p in it["labels"]})
     return DNNVoice(speaker, config.with_kind(kinds[0]), duration, acoustic, normalizers, global_variance(mceps),
-                    _frontend_for(speaker, utts[0].language), phones, info)
+                    espeak_voice_for(speaker, utts[0].language).to_dict(), phones, info)
 
 
 # ----------------------------------------------------------------------------- command line

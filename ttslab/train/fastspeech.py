@@ -82,20 +82,17 @@ def split_train_valid(utterances, valid_prompts: int) -> tuple[list, list]:
 
 
 def train_fastspeech(corpus, config: FastSpeechConfig | None = None, train_config: TrainConfig | None = None, *,
-                     valid_prompts: int | None = None, ckpt_dir: str | Path | None = None, progress: bool = True,
-                     ) -> tuple[FastSpeech, History]:
+                     valid_prompts: int = VALID_PROMPTS["full"], ckpt_dir: str | Path | None = None,
+                     progress: bool = True) -> tuple[FastSpeech, History]:
     """Train a :class:`FastSpeech` on the English ``train`` utterances of ``corpus``; return ``(model, history)``.
 
-    ``config`` defaults to the teacher (full mode) or tiny (CI mode) size; ``train_config`` to
-    :data:`TRAIN_CONFIGS` of the mode; ``valid_prompts`` to :data:`VALID_PROMPTS`. With ``ckpt_dir``
-    an interrupted run resumes from its last checkpoint.
+    ``config`` defaults to the teacher size and ``train_config`` to ``TRAIN_CONFIGS["full"]``: the
+    caller picks sizes and steps (``model_config("tiny")``, ``TRAIN_CONFIGS["ci"]``), the library never
+    looks at the environment. ``valid_prompts`` training prompts are held out (:data:`VALID_PROMPTS`).
+    With ``ckpt_dir`` an interrupted run resumes from its last checkpoint.
     """
-    from ttslab.config import mode
-
-    m = mode()
-    config = config or model_config("tiny" if m == "ci" else "teacher")
-    train_config = train_config or TRAIN_CONFIGS[m]
-    valid_prompts = VALID_PROMPTS[m] if valid_prompts is None else valid_prompts
+    config = config or model_config("teacher")
+    train_config = train_config or TRAIN_CONFIGS["full"]
     utts = [u for u in corpus.filter(split="train") if u.speaker in config.speakers]
     if not utts:
         raise ValueError(f"no training utterances of the speakers {list(config.speakers)} in {corpus!r}; "
@@ -129,13 +126,14 @@ def training_log(model: FastSpeech, history: History, train_config: TrainConfig,
             **getattr(model, "train_info", {}), **info}
 
 
-def cached_fastspeech(mode: str | None = None, size: str | None = None, progress: bool = True) -> FastSpeech:
-    """The model of ``size`` trained on the built-in corpus of ``mode``, trained on first use and cached
-    under ``data_home()/models/fastspeech/<key>`` (see :func:`ttslab.train.load_or_train`)."""
-    from ttslab.config import mode as current_mode
+def cached_fastspeech(mode: str, size: str | None = None, progress: bool = True) -> FastSpeech:
+    """The model of ``size`` (default: tiny in "ci" mode, else the teacher) trained on the built-in corpus
+    of ``mode`` with ``TRAIN_CONFIGS[mode]``, trained on first use and cached under
+    ``data_home()/models/fastspeech/<key>`` (see :func:`ttslab.train.load_or_train`)."""
     from ttslab.data import load_builtin
 
-    mode = mode or current_mode()
+    if mode not in TRAIN_CONFIGS:
+        raise ValueError(f"mode must be one of {sorted(TRAIN_CONFIGS)}, got {mode!r}")
     size = size or ("tiny" if mode == "ci" else "teacher")
     config, train_config = model_config(size), TRAIN_CONFIGS[mode]
     key = {"model": "fastspeech", "mode": mode, "config": config.to_dict(), "train": train_config.to_dict(),

@@ -229,12 +229,22 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train_batches: Batches, config:
     with ``resume``, an interrupted run continues from it: same weights, optimizer, schedule, batch
     position and RNG state, so the result equals an uninterrupted run.
     """
+    if not config.threads:
+        return _fit(model, loss_fn, train_batches, config, valid_batches=valid_batches, ckpt_dir=ckpt_dir,
+                    resume=resume, progress=progress, desc=desc, optimizer=optimizer, on_valid=on_valid,
+                    model_config=model_config)
+    from ttslab.config import thread_limit
+
+    with thread_limit(config.threads):  # the caller's thread settings come back afterwards
+        return _fit(model, loss_fn, train_batches, config, valid_batches=valid_batches, ckpt_dir=ckpt_dir,
+                    resume=resume, progress=progress, desc=desc, optimizer=optimizer, on_valid=on_valid,
+                    model_config=model_config)
+
+
+def _fit(model, loss_fn, train_batches, config, *, valid_batches, ckpt_dir, resume, progress, desc, optimizer,
+         on_valid, model_config) -> History:
     from tqdm.auto import tqdm
 
-    if config.threads:
-        from ttslab.config import set_threads
-
-        set_threads(config.threads)
     seed_everything(config.seed)
     optimizer = optimizer or make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))

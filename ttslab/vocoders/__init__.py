@@ -4,7 +4,7 @@
 * :mod:`~ttslab.vocoders.world`        WORLD synthesis from F0, mel-cepstrum and band aperiodicity.
 * :mod:`~ttslab.vocoders.neural`       log-mel -> audio by a small ConvNeXt + iSTFT network (Vocos-style).
 
-``*_resynthesize(x, sr)`` runs analysis then synthesis on real audio: the quality floor each
+``*_resynthesize(x, sample_rate)`` runs analysis then synthesis on real audio: the quality floor each
 vocoder sets for every model that feeds it (see ``benchmarks/vocoder_floor.py``).
 """
 

@@ -33,7 +33,7 @@ from ttslab.metrics import f0_rmse, log_spectral_distance, mcd_dtw, measure_rtf,
 from ttslab.vocoders.griffin_lim import mel_resynthesize
 from ttslab.vocoders.world import world_vocoder_resynthesize
 
-Vocoder = Callable[[np.ndarray, int], np.ndarray]  # (audio, sr) -> resynthesised audio, same length
+Vocoder = Callable[[np.ndarray, int], np.ndarray]  # (audio, sample_rate) -> resynthesised audio, same length
 
 DEFAULT_VOCODERS: dict[str, Vocoder] = {
     "world": world_vocoder_resynthesize,
@@ -45,35 +45,35 @@ METRICS = ("mcd_db", "mcd_dtw_db", "mcd8k_dtw_db", "mel_lsd_db", "f0_rmse_hz", "
 BAND_LIMITED_SR = 16000
 
 
-def band_limited_mcep(x: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+def band_limited_mcep(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """WORLD mel-cepstrum of the 0-8 kHz band: ``x`` resampled to 16 kHz, frame period kept."""
     import librosa
 
-    y = librosa.resample(np.asarray(x, dtype=np.float32), orig_sr=sr, target_sr=BAND_LIMITED_SR)
+    y = librosa.resample(np.asarray(x, dtype=np.float32), orig_sr=sample_rate, target_sr=BAND_LIMITED_SR)
     return world_analysis(y, BAND_LIMITED_SR, hop=round(HOP * BAND_LIMITED_SR / SAMPLE_RATE)).mcep
 
 
-def evaluate_utterance(x: np.ndarray, sr: int, vocoders: Mapping[str, Vocoder], *,
+def evaluate_utterance(x: np.ndarray, sample_rate: int, vocoders: Mapping[str, Vocoder], *,
                        keep_audio: bool = False) -> dict[str, dict]:
     """Metrics of every vocoder on one utterance: ``{vocoder: {metric: value}}``.
 
     With ``keep_audio`` each entry also holds the resynthesis under ``"audio"``.
     """
-    seconds = len(x) / sr
-    ref = world_analysis(x, sr)
-    ref_mcep8k = band_limited_mcep(x, sr)
-    ref_mel = np.exp(log_mel(x, sr=sr))
+    seconds = len(x) / sample_rate
+    ref = world_analysis(x, sample_rate)
+    ref_mcep8k = band_limited_mcep(x, sample_rate)
+    ref_mel = np.exp(log_mel(x, sample_rate=sample_rate))
     out = {}
     for name, vocode in vocoders.items():
-        y, rtf = measure_rtf(vocode, seconds, x, sr)
+        y, rtf = measure_rtf(vocode, seconds, x, sample_rate)
         if len(y) != len(x):
             raise ValueError(f"vocoder {name!r} returned {len(y)} samples for {len(x)}; it must keep the length")
-        syn = world_analysis(y, sr)
+        syn = world_analysis(y, sample_rate)
         out[name] = {
             "mcd_db": mel_cepstral_distortion(ref.mcep, syn.mcep),
             "mcd_dtw_db": mcd_dtw(ref.mcep, syn.mcep),
-            "mcd8k_dtw_db": mcd_dtw(ref_mcep8k, band_limited_mcep(y, sr)),
-            "mel_lsd_db": log_spectral_distance(ref_mel, np.exp(log_mel(y, sr=sr))),
+            "mcd8k_dtw_db": mcd_dtw(ref_mcep8k, band_limited_mcep(y, sample_rate)),
+            "mel_lsd_db": log_spectral_distance(ref_mel, np.exp(log_mel(y, sample_rate=sample_rate))),
             "f0_rmse_hz": f0_rmse(ref.f0, syn.f0, unit="hz"),  # NaN if nothing is voiced in both
             "f0_rmse_cents": f0_rmse(ref.f0, syn.f0, unit="cents"),
             "vuv_error": vuv_error(ref.f0, syn.f0),
@@ -95,14 +95,15 @@ def _means(rows: list[dict]) -> dict:
     return summary
 
 
-def _rows_of(utt, vocoders: Mapping[str, Vocoder], sr: int) -> list[dict]:
-    if getattr(utt, "sample_rate", sr) != sr:
-        raise SampleRateError(f"utterance {utt.id} is {utt.sample_rate} Hz; the vocoders here expect {sr} Hz")
+def _rows_of(utt, vocoders: Mapping[str, Vocoder], sample_rate: int) -> list[dict]:
+    if getattr(utt, "sample_rate", sample_rate) != sample_rate:
+        raise SampleRateError(f"utterance {utt.id} is {utt.sample_rate} Hz; the vocoders here expect {sample_rate} Hz")
     x = np.asarray(utt.load_audio(), dtype=np.float32)
     rows = []
-    for name, metrics in evaluate_utterance(x, sr, vocoders).items():  # metrics only: no audio kept
+    for name, metrics in evaluate_utterance(x, sample_rate, vocoders).items():  # metrics only: no audio kept
         metrics = {k: (None if np.isnan(v) else v) for k, v in metrics.items()}  # JSON has no NaN
-        rows.append({"utterance": utt.id, "speaker": utt.speaker, "vocoder": name, "seconds": len(x) / sr, **metrics})
+        rows.append({"utterance": utt.id, "speaker": utt.speaker, "vocoder": name, "seconds": len(x) / sample_rate,
+                     **metrics})
     return rows
 
 
@@ -115,7 +116,7 @@ def _rows_of_default(utt) -> list[dict]:
 
 
 def evaluate_vocoders(utterances: Iterable, vocoders: Mapping[str, Vocoder] | None = None,
-                      sr: int = SAMPLE_RATE, progress: bool = True, jobs: int = 1) -> dict:
+                      sample_rate: int = SAMPLE_RATE, progress: bool = True, jobs: int = 1) -> dict:
     """Run every vocoder on every utterance (objects with ``.id``, ``.speaker``, ``.load_audio()``).
 
     Returns ``{"rows": [per utterance and vocoder], "summary": {vocoder: {"mean": ..., "per_speaker": ...}}}``.
@@ -130,7 +131,7 @@ def evaluate_vocoders(utterances: Iterable, vocoders: Mapping[str, Vocoder] | No
     if jobs > 1:  # separate one-thread processes (default vocoders only: they must be picklable by name)
         import multiprocessing
 
-        if vocoders is not DEFAULT_VOCODERS or sr != SAMPLE_RATE:
+        if vocoders is not DEFAULT_VOCODERS or sample_rate != SAMPLE_RATE:
             raise ValueError("jobs > 1 runs the default vocoders at 22050 Hz only")
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
             for r in tqdm(pool.imap(_rows_of_default, utterances), total=len(utterances), desc="vocoders",
@@ -138,7 +139,7 @@ def evaluate_vocoders(utterances: Iterable, vocoders: Mapping[str, Vocoder] | No
                 rows.extend(r)
     else:
         for utt in tqdm(utterances, desc="vocoders", disable=not progress):
-            rows.extend(_rows_of(utt, vocoders, sr))
+            rows.extend(_rows_of(utt, vocoders, sample_rate))
     summary = {}
     for name in vocoders:
         mine = [r for r in rows if r["vocoder"] == name]

@@ -34,7 +34,7 @@ import torch
 from ttslab.dsp.spectral import FMAX, FMIN, HOP, N_FFT, SAMPLE_RATE, WIN, hann_window, log_mel, mel_filterbank
 
 
-def mel_to_linear(mel_mag, sr: int = SAMPLE_RATE, n_fft: int = N_FFT,
+def mel_to_linear(mel_mag, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT,
                   fmin: float = FMIN, fmax: float = FMAX, method: str = "lstsq") -> np.ndarray:
     """Linear magnitude ``S >= 0`` of shape ``(..., n_fft//2+1, frames)`` with ``M @ S ~= mel_mag``.
 
@@ -42,7 +42,7 @@ def mel_to_linear(mel_mag, sr: int = SAMPLE_RATE, n_fft: int = N_FFT,
     ``method="nnls"``: ``librosa.util.nnls``, ``argmin_{S>=0} ||M S - mel||`` by L-BFGS-B.
     """
     mel_mag = np.asarray(mel_mag, dtype=np.float64)
-    M = mel_filterbank(sr, n_fft, mel_mag.shape[-2], fmin, fmax).double()
+    M = mel_filterbank(sample_rate, n_fft, mel_mag.shape[-2], fmin, fmax).double()
     if method == "lstsq":
         # M is (80, 513): underdetermined, so gelsd returns the minimum-norm solution.
         mel = torch.from_numpy(np.ascontiguousarray(mel_mag))
@@ -100,7 +100,7 @@ def griffin_lim_from_magnitude(S, n_iter: int = 32, n_fft: int = N_FFT, hop: int
     return istft(S * t).float().numpy()
 
 
-def griffin_lim(log_mel_spec, n_iter: int = 32, sr: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP,
+def griffin_lim(log_mel_spec, n_iter: int = 32, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP,
                 win: int = WIN, fmin: float = FMIN, fmax: float = FMAX, momentum: float = 0.99, seed: int = 0,
                 length: int | None = None, mel_inversion: str = "lstsq") -> np.ndarray:
     """Audio (float32) from a natural-log mel spectrogram ``(n_mels, frames)`` or ``(B, n_mels, frames)``.
@@ -116,13 +116,13 @@ def griffin_lim(log_mel_spec, n_iter: int = 32, sr: int = SAMPLE_RATE, n_fft: in
                          f"got {log_mel_spec.shape}")
     if not np.all(np.isfinite(log_mel_spec)):
         raise ValueError("log-mel contains NaN or infinite values; check the acoustic model output")
-    S = mel_to_linear(np.exp(log_mel_spec), sr, n_fft, fmin, fmax, method=mel_inversion)
+    S = mel_to_linear(np.exp(log_mel_spec), sample_rate, n_fft, fmin, fmax, method=mel_inversion)
     return griffin_lim_from_magnitude(S, n_iter, n_fft, hop, win, momentum, seed, length)
 
 
-def mel_resynthesize(x, sr: int = SAMPLE_RATE, n_iter: int = 32, momentum: float = 0.99, seed: int = 0,
+def mel_resynthesize(x, sample_rate: int = SAMPLE_RATE, n_iter: int = 32, momentum: float = 0.99, seed: int = 0,
                      mel_inversion: str = "lstsq") -> np.ndarray:
     """``griffin_lim(log_mel(x))`` at the original length: the best a log-mel model + Griffin-Lim can sound."""
     x = np.asarray(x)
-    return griffin_lim(log_mel(x, sr=sr), n_iter=n_iter, sr=sr, momentum=momentum, seed=seed,
-                       length=len(x), mel_inversion=mel_inversion)
+    return griffin_lim(log_mel(x, sample_rate=sample_rate), n_iter=n_iter, sample_rate=sample_rate, momentum=momentum,
+                       seed=seed, length=len(x), mel_inversion=mel_inversion)

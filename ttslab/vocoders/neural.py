@@ -188,10 +188,10 @@ class NeuralVocoder(nn.Module):
             y = y[..., :length] if y.shape[-1] >= length else np.pad(y, [(0, 0), (0, length - y.shape[-1])])
         return (y[0] if single else y).astype(np.float32)
 
-    def resynthesize(self, x, sr: int = SAMPLE_RATE) -> np.ndarray:
+    def resynthesize(self, x, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """``vocode(log_mel(x))`` at the length of ``x``: the vocoder's analysis-resynthesis floor."""
-        if sr != self.config.sample_rate:
-            raise ValueError(f"audio is {sr} Hz but this vocoder was trained at {self.config.sample_rate} Hz; "
+        if sample_rate != self.config.sample_rate:
+            raise ValueError(f"audio is {sample_rate} Hz but this vocoder was trained at {self.config.sample_rate} Hz; "
                              f"resample it first (librosa.resample)")
         x = np.asarray(x, dtype=np.float32)
         with torch.no_grad():
@@ -206,11 +206,12 @@ class NeuralVocoder(nn.Module):
         return save_checkpoint(path, self, model_config=asdict(self.config), extra=extra, half=half, **state)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, sha256: str | None = None) -> "NeuralVocoder":
-        """Load a checkpoint written by :meth:`save` (checksum verified, ``weights_only`` unpickling)."""
+    def from_checkpoint(cls, path: str | Path, sha256: str | None = None, *, verify: bool = True) -> "NeuralVocoder":
+        """Load a checkpoint written by :meth:`save` (checksum verified, ``weights_only`` unpickling);
+        ``verify=False`` loads a file with no sidecar and no ``sha256`` (see :func:`ttslab.checkpoint.verify_file`)."""
         from ttslab.checkpoint import CheckpointError, load_checkpoint
 
-        payload = load_checkpoint(path, sha256=sha256)
+        payload = load_checkpoint(path, sha256=sha256, verify=verify)
         try:
             model = cls(VocoderConfig(**payload["model_config"]))
             model.load_state_dict(payload["model"])
