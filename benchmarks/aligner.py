@@ -25,15 +25,6 @@ shared machine. The corpus must be built first (``python -m ttslab build-corpus 
 
 from __future__ import annotations
 
-import os
-
-if __name__ == "__main__":
-    # One thread everywhere, before numpy starts its pools: multi-threaded BLAS is slower here.
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[_var] = "1"
-
-import argparse
-import platform
 import shutil
 import sys
 import tempfile
@@ -42,7 +33,15 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
+try:
+    import harness  # run as `python benchmarks/aligner.py`: this folder is on the import path
+except ModuleNotFoundError:
+    from benchmarks import harness  # imported from the repository root (tests)
+
+if __name__ == "__main__":
+    harness.pin_blas_env()  # one thread everywhere, before numpy starts its pools: multi-threaded BLAS is slower here
+
+import numpy as np  # noqa: E402
 
 TOLERANCES_MS = (10, 20, 50)
 LEXICON_SPEAKER, LEXICON_UTTERANCES = "en_us_m", 30
@@ -130,7 +129,7 @@ def to_markdown(results: dict) -> str:
              f"{1000 * cfg['hop'] / cfg['sample_rate']:.1f} ms frames) trained from transcripts only on each "
              "speaker's train split; errors are for the internal phone boundaries of its held-out test utterances "
              "against the exact eSpeak labels. RTF = alignment time / audio time (one thread, features included). "
-             f"{meta['machine']}; {meta['jobs']} speaker(s) trained at a time.", "",
+             f"{meta['jobs']} speaker(s) trained at a time.", "",
              "| speaker | boundaries | within 10 ms (%) | within 20 ms (%) | within 50 ms (%) | mean abs error (ms) "
              "| train utts | train time (s) | align RTF |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -152,22 +151,18 @@ def to_markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("ci", "full"), default=None, help="corpus size (default: TTSLAB_CI)")
+    parser = harness.make_parser(__doc__, "aligner")
     parser.add_argument("--speakers", default="all", help="comma-separated speaker ids, or 'all' English speakers")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="output folder")
     parser.add_argument("--jobs", type=int, default=1, help="speakers trained at once (one process each)")
     parser.add_argument("--no-lexicon", action="store_true", help="skip the text-only (LJSpeech layout) check")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override an AlignerConfig field, e.g. --set n_iter=6 (repeatable)")
-    args = parser.parse_args(argv)
+    args, run = harness.start("aligner", parser, argv)
 
     from ttslab.classical.align import AlignerConfig
-    from ttslab.config import mode as default_mode
     from ttslab.data import load_builtin
-    from ttslab.io import atomic_write_json, atomic_write_text
 
-    mode = args.mode or default_mode()
+    mode = args.mode
     overrides = {}
     for item in args.set:
         key, value = item.split("=", 1)
@@ -198,13 +193,9 @@ def main(argv: list[str] | None = None) -> dict:
         "config": config, "overall": overall, "speakers": [{k: v for k, v in r.items() if k != "errors_ms"} for r in rows],
         "lexicon": lexicon,
         "meta": {"mode": mode, "speakers": speakers, "jobs": args.jobs, "wall_seconds": round(time.perf_counter() - started, 1),
-                 "n_iterations": len(rows[0]["log_likelihood_per_frame"]), "overrides": overrides,
-                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"},
+                 "n_iterations": len(rows[0]["log_likelihood_per_frame"]), "overrides": overrides},
     }
-    atomic_write_json(args.out / f"aligner_{mode}.json", results)
-    atomic_write_text(args.out / f"aligner_{mode}.md", to_markdown(results))
-    print(to_markdown(results))
-    return results
+    return run.write(results, to_markdown)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark: how fast the built-in corpus builds from scratch (and that it is deterministic).
 
-Usage: python benchmarks/corpus_build.py [--mode full|ci] [--jobs 2] [--out benchmarks/results]
+Usage: python benchmarks/corpus_build.py [--mode full|ci] [--jobs 2] [--threads 1] [--out benchmarks/results]
 
 Builds the corpus into a fresh temporary folder, reports wall time, CPU time, minutes of audio,
 utterances per second and the real-time factor (build seconds per second of audio), and compares
@@ -10,11 +10,7 @@ Writes corpus_build_<mode>.json and .md.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import os
-import platform
 import resource
 import shutil
 import sys
@@ -22,9 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from ttslab.data import builtin
-from ttslab.io import atomic_write_json, atomic_write_text
-from ttslab.text import espeak
+try:
+    import harness  # run as `python benchmarks/corpus_build.py`: this folder is on the import path
+except ModuleNotFoundError:
+    from benchmarks import harness  # imported from the repository root (tests)
+
+if __name__ == "__main__":
+    harness.pin_blas_env()
+
+from ttslab.data import builtin  # noqa: E402
+from ttslab.text import espeak  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -33,11 +36,9 @@ def cpu_seconds() -> float:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=["full", "ci"], default="full")
+    p = harness.make_parser(__doc__, "corpus_build")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    a = p.parse_args(argv)
+    a, run = harness.start("corpus_build", p, argv)
     tmp = Path(tempfile.mkdtemp(prefix="ttslab-bench-"))
     try:
         espeak.library_info()  # load the library outside the timed region, as a warm process would
@@ -57,18 +58,17 @@ def main(argv=None) -> int:
         "utterances_per_second": round(len(corpus) / wall, 1), "real_time_factor": round(wall / audio_s, 5),
         "times_faster_than_real_time": round(audio_s / wall), "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
         "identical_to_existing_build": identical, "espeak": corpus.info["espeak_version"],
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
     }
-    a.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(a.out / f"corpus_build_{a.mode}.json", result)
+    run.write(result, to_markdown)
+    return 0
+
+
+def to_markdown(result: dict) -> str:
     md = ["| mode | utterances | speakers | audio (min) | build wall (s) | CPU (s) | utt/s | RTF | × real time |",
           "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-          f"| {a.mode} | {result['utterances']} | {result['speakers']} | {result['audio_minutes']} | {result['wall_seconds']} | "
+          f"| {result['mode']} | {result['utterances']} | {result['speakers']} | {result['audio_minutes']} | {result['wall_seconds']} | "
           f"{result['cpu_seconds']} | {result['utterances_per_second']} | {result['real_time_factor']} | {result['times_faster_than_real_time']} |"]
-    atomic_write_text(a.out / f"corpus_build_{a.mode}.md", "\n".join(md) + "\n")
-    print(json.dumps(result, indent=1))
-    print("\n".join(md))
-    return 0
+    return "\n".join(md) + "\n"
 
 
 if __name__ == "__main__":

@@ -30,21 +30,20 @@ Results: ``benchmarks/results/deep_tts_<mode>.json`` and ``.md``.
 
 from __future__ import annotations
 
-import os
-
-if __name__ == "__main__":
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # one thread: RTFs compare
-        os.environ[_var] = "1"
-
-import argparse
-import json
-import platform
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
+try:
+    import harness  # run as `python benchmarks/deep_tts.py`: this folder is on the import path
+except ModuleNotFoundError:
+    from benchmarks import harness  # imported from the repository root (tests)
+
+if __name__ == "__main__":
+    harness.pin_blas_env()  # one thread, before numpy/torch start their pools: RTFs compare
+
+import numpy as np  # noqa: E402
 
 SPEAKERS = ("en_us_m", "en_us_f", "en_gb_m", "en_rp_f")
 SYSTEMS = ("recording", "world", "griffin_lim", "neural_vocoder", "hmm", "dnn_ff", "dnn_lstm", "fastspeech_gl",
@@ -164,12 +163,18 @@ def summarize(rows: list[dict]) -> dict:
         r = [row[name] for row in rows]
         s = {"per": corpus_phone_error_rate([row["ref_phones"] for row in rows], [x["hyp_phones"] for x in r])}
         for key in ("mcd_dtw_db", "f0_rmse_hz", "vuv_error"):
-            vals = [x[key] for x in r if key in x and x[key] is not None and np.isfinite(x[key])]
-            s[key] = float(np.mean(vals)) if vals else None
+            s[key] = harness.finite_mean(x.get(key) for x in r)
         if name != "recording":
             s["rtf_1_thread"] = sum(x["seconds"] for x in r) / sum(x["audio_seconds"] for x in r)
         out[name] = s
     return out
+
+
+def hmm_float_count(voice) -> int:
+    """Floats an HMM voice stores: every float array of :meth:`Voice.to_arrays` (what :meth:`Voice.save`
+    writes: tree leaves' means, variances, GV statistics, ...)."""
+    arrays = voice.to_arrays()
+    return int(sum(a.size for k, a in arrays.items() if k != "meta" and a.dtype.kind == "f"))
 
 
 def model_facts(mode: str, speakers) -> dict:
@@ -190,8 +195,7 @@ def model_facts(mode: str, speakers) -> dict:
     hmm_params, hmm_seconds, dnn = 0, 0.0, {"ff": [0, 0.0], "lstm": [0, 0.0]}
     for spk in speakers:
         v = voices(mode, spk)
-        arrays = v["hmm"].to_arrays()
-        hmm_params += int(sum(a.size for k, a in arrays.items() if k != "meta" and a.dtype.kind == "f"))
+        hmm_params += hmm_float_count(v["hmm"])
         hmm_seconds += float(v["hmm"].info["training_seconds"])
         info = v["dnn"].info
         for kind in ("ff", "lstm"):
@@ -204,10 +208,6 @@ def model_facts(mode: str, speakers) -> dict:
     return facts
 
 
-def _fmt(v, digits: int, scale: float = 1.0) -> str:
-    return "n/a" if v is None else f"{v * scale:.{digits}f}"
-
-
 def to_markdown(results: dict) -> str:
     meta, summary, facts = results["meta"], results["summary"], results["facts"]
     text = (f"# Deep TTS benchmark, `{meta['mode']}` mode\n\n"
@@ -216,35 +216,30 @@ def to_markdown(results: dict) -> str:
             "256, c1..c39) of the original and of each system's audio; vocoder rows frame by frame, systems "
             "with their own durations along the DTW path. PER: the shipped CTC judge, corpus level, silences "
             "not scored. Parameters and training times cover every voice in the table (HMM and DNN voices are "
-            "per speaker: totals over the speakers). RTF: phones -> audio on one thread. Machine: "
-            f"{meta['machine']}.\n\n"
+            "per speaker: totals over the speakers). RTF: phones -> audio on one thread.\n\n"
             "| system | MCD-DTW (dB) | F0 RMSE (Hz) | V/UV error (%) | PER (%) | parameters | training (min, 2 cores) "
             "| RTF (1 thread) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
     for name in SYSTEMS:
         s, f = summary[name], facts[name]
         params = "n/a" if f["parameters"] is None else (f"{f['parameters'] / 1e6:.2f} M" if f["parameters"] else "0")
-        text += (f"| {LABELS[name]} | {_fmt(s.get('mcd_dtw_db'), 2)} | {_fmt(s.get('f0_rmse_hz'), 1)} | "
-                 f"{_fmt(s.get('vuv_error'), 1, 100)} | {_fmt(s['per'], 1, 100)} | {params} | "
-                 f"{_fmt(f['train_minutes'], 1)} | {_fmt(s.get('rtf_1_thread'), 3)} |\n")
+        text += (f"| {LABELS[name]} | {harness.fmt(s.get('mcd_dtw_db'), 2)} | {harness.fmt(s.get('f0_rmse_hz'), 1)} | "
+                 f"{harness.fmt(s.get('vuv_error'), 1, 100)} | {harness.fmt(s['per'], 1, 100)} | {params} | "
+                 f"{harness.fmt(f['train_minutes'], 1)} | {harness.fmt(s.get('rtf_1_thread'), 3)} |\n")
     text += ("\nThe ground-truth row's parameters and training time are the judge's. HMM parameters count the "
              "floats stored in the decision-tree leaves (means, variances, GV statistics).\n")
     return text
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("ci", "full"), default=None, help="corpus (default: TTSLAB_CI)")
+    parser = harness.make_parser(__doc__, "deep_tts")
     parser.add_argument("--speakers", default=",".join(SPEAKERS))
     parser.add_argument("--per-speaker", type=int, default=None, help="test sentences per speaker (default: all)")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = parser.parse_args(argv)
+    args, run = harness.start("deep_tts", parser, argv)
 
-    from ttslab.config import mode as current_mode
     from ttslab.data import load_builtin
-    from ttslab.io import atomic_write_json, atomic_write_text
 
-    mode = args.mode or current_mode()
+    mode = args.mode
     speakers = args.speakers.split(",")
     corpus = load_builtin(mode)
     utts = []
@@ -262,20 +257,14 @@ def main(argv: list[str] | None = None) -> dict:
             rows = pool.map(evaluate_utterance, work, chunksize=1)
     else:
         rows = [evaluate_utterance(w) for w in work]
-    summary = summary_ = summarize(rows)
+    summary = summarize(rows)
     results = {"meta": {"mode": mode, "speakers": speakers, "n_utterances": len(rows),
-                        "per_speaker": args.per_speaker or "all",
-                        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-                        "seconds": round(time.perf_counter() - t0, 1),
-                        "command": "python benchmarks/deep_tts.py " + " ".join(sys.argv[1:] if argv is None else argv)},
-               "summary": summary_, "facts": model_facts(mode, speakers), "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / f"deep_tts_{mode}.json", results)
-    md = to_markdown(results)
-    atomic_write_text(args.out / f"deep_tts_{mode}.md", md)
-    print(md)
+                        "per_speaker": args.per_speaker or "all", "jobs": args.jobs,
+                        "seconds": round(time.perf_counter() - t0, 1)},
+               "summary": summary, "facts": model_facts(mode, speakers), "rows": rows}
+    run.write(results, to_markdown)
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -8,8 +8,9 @@ synthesized from its labels by both. The DNN voice is evaluated as it ships: sav
 weights and loaded back.
 
 Evaluation is the HMM benchmark's, reused as is (:func:`benchmarks.hmm_system.evaluate_utterance`
-for the HMM systems, the floor and the mean-spectrum baseline; its ``_metrics`` for the DNN
-systems): WORLD analysis (Harvest, hop 256, c1..c39) of the recording vs of the synthetic audio.
+for the HMM systems, the floor and the mean-spectrum baseline;
+:func:`ttslab.vocoders.evaluate.compare_synthesis`, which it uses, for the DNN systems): WORLD
+analysis (Harvest, hop 256, c1..c39) of the recording vs of the synthetic audio.
 Systems, each with the three settings of the HMM benchmark:
 
 * ``hts`` / ``dnn_ff`` / ``dnn_lstm``: own durations and GV (what a user hears); MCD by DTW, F0 and
@@ -33,15 +34,7 @@ The corpus must be built first (``python -m ttslab build-corpus --mode ...``).
 
 from __future__ import annotations
 
-import os
-
-if __name__ == "__main__":
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # one thread: RTFs compare
-        os.environ[_var] = "1"
-
-import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -49,10 +42,16 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
+try:  # run as `python benchmarks/dnn_spss.py`: this folder is on the import path
+    import harness
+    import hmm_system  # the HMM benchmark's evaluation, reused so both systems are measured alike
+except ModuleNotFoundError:  # imported from the repository root (tests)
+    from benchmarks import harness, hmm_system
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import hmm_system  # noqa: E402  (the HMM benchmark's evaluation, reused so both systems are measured alike)
+if __name__ == "__main__":
+    harness.pin_blas_env()  # one thread, before numpy/torch start their pools: RTFs compare
+
+import numpy as np  # noqa: E402
 
 KINDS = ("ff", "lstm")
 FULL_DEFAULT_SPEAKERS = hmm_system.FULL_DEFAULT_SPEAKERS
@@ -88,6 +87,7 @@ def evaluate_utterance(args) -> dict:
     (``args = (hmm_path, dnn_path, utterance)``)."""
     hmm_path, dnn_path, utt = args
     from ttslab.dsp.world import world_analysis
+    from ttslab.vocoders.evaluate import compare_synthesis
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -104,7 +104,7 @@ def evaluate_utterance(args) -> dict:
         feats = voice.generate_features(utt, kind=kind)
         y = voice.vocode(feats)
         seconds = time.perf_counter() - start
-        row[name] = hmm_system._metrics(ref, world_analysis(y, sr), same_length=False)
+        row[name] = compare_synthesis(ref, world_analysis(y, sr), same_timing=False)
         row[name].update(length_ratio=len(y) / len(x), synthesis_seconds=seconds, synthesized_seconds=len(y) / sr,
                          phone_duration_rmse_ms=float(frame_ms * np.sqrt(np.mean((feats["durations"] - oracle) ** 2))))
         start = time.perf_counter()
@@ -112,8 +112,8 @@ def evaluate_utterance(args) -> dict:
         row[name].update(text_synthesis_seconds=time.perf_counter() - start, text_synthesized_seconds=len(y_text) / sr)
         for suffix, use_gv in (("_oracle", True), ("_nogv", False)):
             feats = voice.generate_features(utt, oracle, kind=kind, use_gv=use_gv)
-            row[name + suffix] = hmm_system._metrics(ref, world_analysis(voice.vocode(feats, n_samples=len(x)), sr),
-                                                     same_length=True)
+            row[name + suffix] = compare_synthesis(ref, world_analysis(voice.vocode(feats, n_samples=len(x)), sr),
+                                                   same_timing=True)
     return row
 
 
@@ -129,7 +129,7 @@ def summarize(rows: list[dict], systems: list[str]) -> dict:
     out = {}
     for system in systems:
         keys = sorted({k for r in rows for k in r[system]})
-        out[system] = {k: hmm_system._mean(rows, system, k) for k in keys if not k.endswith("seconds")}
+        out[system] = {k: hmm_system.system_mean(rows, system, k) for k in keys if not k.endswith("seconds")}
         if "synthesis_seconds" in rows[0][system]:
             out[system].update(rtf=_rtf(rows, system), rtf_text=_rtf(rows, system, "text_"))
     for kind in {s.split("_")[1] for s in systems if s.startswith("dnn_")}:
@@ -149,10 +149,6 @@ def hmm_parameters(voice) -> int:
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def _fmt(v, digits: int) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 LABELS = {"floor": "WORLD resynthesis (floor)", "hts": "HMM", "dnn_ff": "DNN-FF", "dnn_lstm": "DNN-LSTM",
@@ -202,16 +198,16 @@ def to_markdown(results: dict) -> str:
         vuv = None if r.get("vuv_error") is None else 100 * r["vuv_error"]
         better = r.get("sentences_better_mcd_than_hmm")
         better = "" if better is None else f"{better}/{s['n_utterances']}"
-        text += (f"| {_label(system)} | {_fmt(r.get('mcd_dtw_db'), 2)} | {_fmt(r.get('mcd_db'), 2)} | "
-                 f"{_fmt(r.get('f0_rmse_hz'), 1)} / {_fmt(r.get('f0_rmse_cents'), 0)} | {_fmt(vuv, 1)} | "
-                 f"{_fmt(r.get('phone_duration_rmse_ms'), 1)} | {better} |\n")
+        text += (f"| {_label(system)} | {harness.fmt(r.get('mcd_dtw_db'), 2)} | {harness.fmt(r.get('mcd_db'), 2)} | "
+                 f"{harness.fmt(r.get('f0_rmse_hz'), 1)} / {harness.fmt(r.get('f0_rmse_cents'), 0)} | {harness.fmt(vuv, 1)} | "
+                 f"{harness.fmt(r.get('phone_duration_rmse_ms'), 1)} | {better} |\n")
     text += _differences(s, kinds)
     text += ("\n## Per speaker: MCD DTW (dB) and F0 RMSE (Hz), own durations with GV | oracle durations, no GV\n\n"
              "| speaker | HMM | " + " | ".join(f"DNN-{k.upper()}" for k in kinds) + " | HMM (oracle, no GV) | "
              + " | ".join(f"DNN-{k.upper()} (oracle, no GV)" for k in kinds) + " |\n|---|"
              + "---:|" * (2 + 2 * len(kinds)) + "\n")
     for spk, ps in list(results["per_speaker"].items()) + [("**mean**", s)]:
-        cells = [f"{_fmt(ps[x]['mcd_dtw_db'], 2)} / {_fmt(ps[x]['f0_rmse_hz'], 1)}"
+        cells = [f"{harness.fmt(ps[x]['mcd_dtw_db'], 2)} / {harness.fmt(ps[x]['f0_rmse_hz'], 1)}"
                  for x in ["hts"] + [f"dnn_{k}" for k in kinds] + ["hts_nogv"] + [f"dnn_{k}_nogv" for k in kinds]]
         text += f"| {spk} | " + " | ".join(cells) + " |\n"
     text += ("\n## Size, training time, speed (per voice, mean over speakers)\n\n| system | parameters | checkpoint "
@@ -222,14 +218,14 @@ def to_markdown(results: dict) -> str:
     text += (f"| HMM (trees: means, variances, MSD weights) | {hmm_params:,.0f} | "
              f"{np.mean([t['hmm']['bytes'] for t in train.values()]) / 1e6:.2f} MB (.npz, float64) | "
              f"{np.mean([t['hmm']['model_seconds'] for t in train.values()]):.0f} | "
-             f"{np.mean([t['hmm']['model_cpu_seconds'] for t in train.values()]):.0f} | {_fmt(s['hts']['rtf'], 3)} | "
-             f"{_fmt(s['hts']['rtf_text'], 3)} |\n")
+             f"{np.mean([t['hmm']['model_cpu_seconds'] for t in train.values()]):.0f} | {harness.fmt(s['hts']['rtf'], 3)} | "
+             f"{harness.fmt(s['hts']['rtf_text'], 3)} |\n")
     for k in kinds:
         p = np.mean([t["dnn"]["parameters"][k] + t["dnn"]["parameters"]["duration"] for t in train.values()])
         wall = np.mean([t["dnn"]["seconds"][k] + t["dnn"]["seconds"]["duration"] for t in train.values()])
         cpu = np.mean([t["dnn"]["cpu_seconds"][k] + t["dnn"]["cpu_seconds"]["duration"] for t in train.values()])
         text += (f"| DNN-{k.upper()} (duration + acoustic) | {p:,.0f} | | {wall:.0f} | {cpu:.0f} | "
-                 f"{_fmt(s[f'dnn_{k}']['rtf'], 3)} | {_fmt(s[f'dnn_{k}']['rtf_text'], 3)} |\n")
+                 f"{harness.fmt(s[f'dnn_{k}']['rtf'], 3)} | {harness.fmt(s[f'dnn_{k}']['rtf_text'], 3)} |\n")
     dnn_bytes = sum(t["dnn"]["bytes"] for t in train.values())
     text += (f"\nDNN checkpoints (duration + {' + '.join(kinds)} in one file per speaker, float16): "
              f"{dnn_bytes / n / 1e6:.2f} MB a speaker, {dnn_bytes / 1e6:.2f} MB for the {n} voices. Training all "
@@ -244,20 +240,11 @@ def to_markdown(results: dict) -> str:
 # ----------------------------------------------------------------------------- main
 
 
-def _load_average() -> str:
-    try:
-        return " ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("ci", "full"), default=None, help="corpus size (default: TTSLAB_CI)")
+    parser = harness.make_parser(__doc__, "dnn_spss")
     parser.add_argument("--speakers", default=None, help="comma-separated speaker ids (ci default: all English; "
                         "full default: " + ",".join(FULL_DEFAULT_SPEAKERS) + ")")
     parser.add_argument("--kinds", default=",".join(KINDS), help="DNN acoustic models (default ff,lstm)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="output folder")
     parser.add_argument("--dnn-voices", type=Path, default=None, help="folder of DNN voices dnn_<mode>_<speaker>.pt: "
                         "used when present, else trained and saved there (default: a temporary folder)")
     parser.add_argument("--hmm-voices", type=Path, default=None,
@@ -265,27 +252,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--jobs", type=int, default=2, help="processes (feature extraction, evaluation)")
     parser.add_argument("--limit-test", type=int, default=None, help="evaluate only N test sentences per speaker")
     parser.add_argument("--markdown-from", type=Path, default=None, help="only rewrite the .md of a results JSON")
-    args = parser.parse_args(argv)
+    args, run = harness.start("dnn_spss", parser, argv)
     if args.markdown_from is not None:
         from ttslab.io import atomic_write_text
 
         results = json.loads(args.markdown_from.read_text())
-        return atomic_write_text(args.markdown_from.with_suffix(".md"), to_markdown(results))
+        text = to_markdown(results).rstrip("\n") + "\n" + harness.provenance_markdown(results["meta"])
+        return atomic_write_text(args.markdown_from.with_suffix(".md"), text)
 
     import multiprocessing
 
-    import torch
     from tqdm.auto import tqdm
 
     from ttslab.classical.hts import HTSConfig, Voice, train_voice
-    from ttslab.config import mode as default_mode
     from ttslab.data import load_builtin
-    from ttslab.io import atomic_write_json, atomic_write_text, sha256_file
+    from ttslab.io import atomic_write_json, sha256_file
     from ttslab.models.dnn_spss import DNNConfig, DNNVoice
     from ttslab.train.dnn_spss import default_train_configs, train_dnn_voice
 
-    torch.set_num_threads(1)
-    mode = args.mode or default_mode()
+    mode = args.mode
     kinds = args.kinds.split(",")
     corpus = load_builtin(mode).filter(language="en")
     speakers = args.speakers.split(",") if args.speakers else (corpus.speakers if mode == "ci"
@@ -295,11 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
     hmm_dir = args.hmm_voices or Path(workdir.name) / "hmm"
     hts_config = HTSConfig(jobs=args.jobs)            # default cache: the features the DNN uses too
     meta = {"mode": mode, "speakers": speakers, "kinds": kinds, "dnn_config": asdict(DNNConfig.full(kinds[0])),
-            "dnn_train_configs": {k: v.to_dict() for k, v in default_train_configs(mode).items()},
-            "load_average_start": _load_average(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-                       f"torch {torch.__version__}",
-            "command": "python benchmarks/dnn_spss.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            "dnn_train_configs": {k: v.to_dict() for k, v in default_train_configs(mode).items()}}
 
     training, rows, started = {}, [], time.perf_counter()
     systems = list(HMM_SYSTEMS) + dnn_systems(kinds)
@@ -346,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows += done
     results = {"meta": meta, "training": training, "rows": rows, "summary": summarize(rows, systems),
                "per_speaker": {s: summarize([r for r in rows if r["speaker"] == s], systems) for s in speakers}}
-    meta.update(total_wall_seconds=time.perf_counter() - started, load_average_end=_load_average(),
+    meta.update(total_wall_seconds=time.perf_counter() - started,
                 train_per_speaker=training[speakers[0]]["hmm"]["n_utterances"],
                 dnn_valid_per_speaker=training[speakers[0]]["dnn"]["n_valid_utterances"],
                 test_per_speaker=len([r for r in rows if r["speaker"] == speakers[0]]),
@@ -354,10 +335,7 @@ def main(argv: list[str] | None = None) -> dict:
                 dnn_total_cpu_seconds=sum(t["dnn"]["model_cpu_seconds"] for t in training.values()),
                 hmm_total_seconds=sum(t["hmm"]["model_seconds"] for t in training.values()),
                 hmm_total_cpu_seconds=sum(t["hmm"]["model_cpu_seconds"] for t in training.values()))
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / f"dnn_spss_{mode}.json", results)
-    atomic_write_text(args.out / f"dnn_spss_{mode}.md", to_markdown(results))
-    print(to_markdown(results))
+    run.write(results, to_markdown)
     workdir.cleanup()
     return results
 

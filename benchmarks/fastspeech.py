@@ -30,20 +30,20 @@ ratio at rate 1.5), parameters and checkpoint size. Results: ``<out>/fastspeech_
 
 from __future__ import annotations
 
-import os
-
-if __name__ == "__main__":
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # one thread: RTFs compare
-        os.environ[_var] = "1"
-
-import argparse
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+try:
+    import harness  # run as `python benchmarks/fastspeech.py`: this folder is on the import path
+except ModuleNotFoundError:
+    from benchmarks import harness  # imported from the repository root (tests)
+
+if __name__ == "__main__":
+    harness.pin_blas_env()  # one thread, before numpy/torch start their pools: RTFs compare
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 SYSTEMS = ("griffin_lim", "oracle_dur", "fastspeech")
 GL_ITERATIONS = 32
@@ -149,13 +149,8 @@ def evaluate(model, utterances, items: dict, per_speaker: int, progress: bool = 
     return rows
 
 
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    return float(np.mean(values)) if values else None
-
-
 def summarize(rows: list[dict], frame_ms: float) -> dict:
-    out = {k: _mean(r[k] for r in rows) for k in ("mel_l1_oracle_dur", "mel_l1_teacher_forced", "length_ratio")}
+    out = {k: harness.finite_mean(r[k] for r in rows) for k in ("mel_l1_oracle_dur", "mel_l1_teacher_forced", "length_ratio")}
     out["duration_rmse_frames"] = float(np.sqrt(sum(r["duration_sq_error"] for r in rows)
                                                 / sum(r["n_phones"] for r in rows)))
     out["duration_rmse_ms"] = out["duration_rmse_frames"] * frame_ms
@@ -165,30 +160,25 @@ def summarize(rows: list[dict], frame_ms: float) -> dict:
     for system in SYSTEMS:
         mine = [r[system] for r in rows if system in r]
         keys = sorted({k for m in mine for k in m})
-        out[system] = {k: _mean(m.get(k) for m in mine) for k in keys}
+        out[system] = {k: harness.finite_mean(m.get(k) for m in mine) for k in keys}
     ctrl = [r["control"] for r in rows if "control" in r]
-    out["control"] = {k: _mean(c[k] for c in ctrl) for k in (ctrl[0] if ctrl else {})}
+    out["control"] = {k: harness.finite_mean(c[k] for c in ctrl) for k in (ctrl[0] if ctrl else {})}
     out["n_utterances"] = len(rows)
     out["n_audio_utterances"] = sum(1 for r in rows if "fastspeech" in r)
     return out
-
-
-def _fmt(v, digits: int) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 def to_markdown(results: dict) -> str:
     meta, s = results["meta"], results["summary"]
     text = (f"# FastSpeech-2-style acoustic model, `{meta['mode']}` mode\n\n"
             f"Checkpoint `{meta['checkpoint']}` ({meta['size']}; {meta['parameters'] / 1e6:.2f} M parameters, "
-            f"{_fmt(meta['checkpoint_mb'], 1)} MB), trained {_fmt(meta.get('train_minutes'), 1)} min wall-clock "
-            f"({_fmt(meta.get('train_cpu_minutes'), 1)} min CPU, one thread). Held-out English "
+            f"{harness.fmt(meta['checkpoint_mb'], 1)} MB), trained {harness.fmt(meta.get('train_minutes'), 1)} min wall-clock "
+            f"({harness.fmt(meta.get('train_cpu_minutes'), 1)} min CPU, one thread). Held-out English "
             f"test sentences: {s['n_utterances']} utterances for the model measures, {s['n_audio_utterances']} "
             f"({meta['per_speaker']} per speaker) vocoded with Griffin-Lim ({GL_ITERATIONS} iterations) for the "
             "audio measures (WORLD analysis, Harvest F0, as the vocoder floor). Machine: "
             f"{meta['machine']}, load average {meta['load_average_start']} at the start; on a shared machine the "
-            "CPU-time figures (process time, one thread) are what a free core would take.\n\n"
-            f"Command: `{meta.get('command', 'python benchmarks/fastspeech.py')}`\n\n")
+            "CPU-time figures (process time, one thread) are what a free core would take.\n\n")
     text += ("## Audio (Griffin-Lim)\n\n| system | MCD-DTW (dB) | MCD-DTW 0-8 kHz (dB) | MCD frames (dB) "
              "| F0 RMSE (Hz) | F0 RMSE (cents) | V/UV error (%) |\n|---|---:|---:|---:|---:|---:|---:|\n")
     labels = {"griffin_lim": "ground-truth mel + GL (floor)", "oracle_dur": "FastSpeech, oracle durations",
@@ -196,24 +186,24 @@ def to_markdown(results: dict) -> str:
     for system in SYSTEMS:
         m = s[system]
         vuv = None if m.get("vuv_error") is None else 100 * m["vuv_error"]
-        text += (f"| {labels[system]} | {_fmt(m.get('mcd_dtw_db'), 2)} | {_fmt(m.get('mcd8k_dtw_db'), 2)} | "
-                 f"{_fmt(m.get('mcd_db'), 2)} | {_fmt(m.get('f0_rmse_hz'), 1)} | {_fmt(m.get('f0_rmse_cents'), 0)} | "
-                 f"{_fmt(vuv, 1)} |\n")
+        text += (f"| {labels[system]} | {harness.fmt(m.get('mcd_dtw_db'), 2)} | {harness.fmt(m.get('mcd8k_dtw_db'), 2)} | "
+                 f"{harness.fmt(m.get('mcd_db'), 2)} | {harness.fmt(m.get('f0_rmse_hz'), 1)} | {harness.fmt(m.get('f0_rmse_cents'), 0)} | "
+                 f"{harness.fmt(vuv, 1)} |\n")
     text += ("\n## Model\n\n| mel L1, oracle durations | mel L1, teacher forced | duration RMSE (frames / ms) "
              "| length ratio | RTF (acoustic model, 1 thread): wall / CPU | parameters |\n|---:|---:|---:|---:|---:|---:|\n"
-             f"| {_fmt(s['mel_l1_oracle_dur'], 3)} | {_fmt(s['mel_l1_teacher_forced'], 3)} | "
-             f"{_fmt(s['duration_rmse_frames'], 2)} / {_fmt(s['duration_rmse_ms'], 1)} | {_fmt(s['length_ratio'], 3)} | "
-             f"{_fmt(s['rtf'], 4)} / {_fmt(s['rtf_cpu'], 4)} | {meta['parameters']:,} |\n")
+             f"| {harness.fmt(s['mel_l1_oracle_dur'], 3)} | {harness.fmt(s['mel_l1_teacher_forced'], 3)} | "
+             f"{harness.fmt(s['duration_rmse_frames'], 2)} / {harness.fmt(s['duration_rmse_ms'], 1)} | {harness.fmt(s['length_ratio'], 3)} | "
+             f"{harness.fmt(s['rtf'], 4)} / {harness.fmt(s['rtf_cpu'], 4)} | {meta['parameters']:,} |\n")
     c = s.get("control") or {}
     if c:
         text += ("\n## Control (Griffin-Lim audio, one sentence per speaker)\n\n"
-                 f"- pitch shift +4 semitones -> median F0 moved {_fmt(c['semitones_up_4'], 2)} semitones; "
-                 f"-4 -> {_fmt(c['semitones_down_4'], 2)}\n"
-                 f"- rate 1.5 -> length ratio {_fmt(c['length_ratio_rate_1_5'], 3)} (ideal {1 / 1.5:.3f})\n")
+                 f"- pitch shift +4 semitones -> median F0 moved {harness.fmt(c['semitones_up_4'], 2)} semitones; "
+                 f"-4 -> {harness.fmt(c['semitones_down_4'], 2)}\n"
+                 f"- rate 1.5 -> length ratio {harness.fmt(c['length_ratio_rate_1_5'], 3)} (ideal {1 / 1.5:.3f})\n")
     text += "\n## Per speaker\n\n| speaker | mel L1 oracle dur | dur RMSE (ms) | MCD-DTW 0-8 kHz (dB) | F0 RMSE oracle dur (Hz) |\n|---|---:|---:|---:|---:|\n"
     for spk, p in results["per_speaker"].items():
-        text += (f"| {spk} | {_fmt(p['mel_l1_oracle_dur'], 3)} | {_fmt(p['duration_rmse_ms'], 1)} | "
-                 f"{_fmt(p['fastspeech'].get('mcd8k_dtw_db'), 2)} | {_fmt(p['oracle_dur'].get('f0_rmse_hz'), 1)} |\n")
+        text += (f"| {spk} | {harness.fmt(p['mel_l1_oracle_dur'], 3)} | {harness.fmt(p['duration_rmse_ms'], 1)} | "
+                 f"{harness.fmt(p['fastspeech'].get('mcd8k_dtw_db'), 2)} | {harness.fmt(p['oracle_dur'].get('f0_rmse_hz'), 1)} |\n")
     return text
 
 
@@ -221,36 +211,22 @@ def _minutes(seconds) -> float | None:
     return None if seconds is None else seconds / 60
 
 
-def _load_average() -> str:
-    try:
-        return " ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("ci", "full"), default=None, help="corpus (default: TTSLAB_CI)")
+    parser = harness.make_parser(__doc__, "fastspeech")
     parser.add_argument("--checkpoint", default=None, help="model checkpoint (CI mode: trained here when absent)")
     parser.add_argument("--per-speaker", type=int, default=None,
                         help="test sentences per speaker vocoded for the audio measures (ci: 2, full: 6)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="output folder")
-    args = parser.parse_args(argv)
+    args, run = harness.start("fastspeech", parser, argv)
 
-    from ttslab.config import mode as default_mode
     from ttslab.data import load_builtin
     from ttslab.dsp.spectral import HOP, SAMPLE_RATE
-    from ttslab.io import atomic_write_json, atomic_write_text
     from ttslab.models.fastspeech import FastSpeech, fastspeech_items
 
-    torch.set_num_threads(1)
-    mode = args.mode or default_mode()
+    mode = args.mode
     per_speaker = args.per_speaker if args.per_speaker is not None else (2 if mode == "ci" else 6)
     corpus = load_builtin(mode)
     started = time.perf_counter()
-    meta = {"mode": mode, "per_speaker": per_speaker, "load_average_start": _load_average(),
-            "command": "python benchmarks/fastspeech.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"}
+    meta = {"mode": mode, "per_speaker": per_speaker}
     if args.checkpoint:
         from ttslab.checkpoint import load_checkpoint
 
@@ -287,12 +263,9 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"meta": meta, "summary": summarize(rows, frame_ms),
                "per_speaker": {s: summarize([r for r in rows if r["speaker"] == s], frame_ms) for s in speakers},
                "rows": rows}
-    meta.update(wall_seconds=time.perf_counter() - started, load_average_end=_load_average())
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / f"fastspeech_{mode}.json", results)
-    atomic_write_text(args.out / f"fastspeech_{mode}.md", to_markdown(results))
+    meta.update(evaluation_seconds=time.perf_counter() - started)
+    run.write(results, to_markdown)
     partial.unlink(missing_ok=True)
-    print(to_markdown(results))
     return results
 
 

@@ -31,20 +31,20 @@ The corpus must be built first (``python -m ttslab build-corpus --mode ...``).
 
 from __future__ import annotations
 
-import os
-
-if __name__ == "__main__":
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # one BLAS thread: RTFs compare
-        os.environ[_var] = "1"
-
-import argparse
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+try:
+    import harness  # run as `python benchmarks/hmm_system.py`: this folder is on the import path
+except ModuleNotFoundError:
+    from benchmarks import harness  # imported from the repository root (tests)
+
+if __name__ == "__main__":
+    harness.pin_blas_env()  # one BLAS thread, before numpy starts its pool: RTFs compare
+
+import numpy as np  # noqa: E402
 
 #: Speakers a full-mode run trains by default: what fits the 30-minute training budget on 2 cores with
 #: room to spare (two male, two female, two accents). Measured: 22.5 min of wall-clock time on a
@@ -55,16 +55,6 @@ SYSTEMS = ("floor", "hts", "hts_oracle", "hts_nogv", "mean_mcep")
 
 
 # ----------------------------------------------------------------------------- one utterance
-
-
-def _metrics(ref, syn, same_length: bool) -> dict:
-    """:func:`ttslab.vocoders.evaluate.compare_analyses` plus the median F0 of the synthetic audio."""
-    from ttslab.vocoders.evaluate import compare_analyses
-
-    out = compare_analyses(ref, syn, same_timing=same_length)
-    voiced = syn.f0[syn.f0 > 0]
-    out["median_f0_hz"] = float(np.median(voiced)) if voiced.size else None
-    return out
 
 
 _VOICES: dict = {}
@@ -87,6 +77,7 @@ def evaluate_utterance(args) -> dict:
     from ttslab.classical.hts import phone_frame_ranges
     from ttslab.dsp.spectral import num_frames
     from ttslab.dsp.world import world_analysis
+    from ttslab.vocoders.evaluate import compare_synthesis
     from ttslab.vocoders.world import world_vocoder_resynthesize
 
     voice = _voice(voice_path)
@@ -96,13 +87,13 @@ def evaluate_utterance(args) -> dict:
     row = {"utterance": utt.id, "speaker": utt.speaker, "seconds": len(x) / sr,
            "ref_median_f0_hz": float(np.median(ref.f0[ref.f0 > 0]))}
 
-    row["floor"] = _metrics(ref, world_analysis(world_vocoder_resynthesize(x, sr), sr), same_length=True)
+    row["floor"] = compare_synthesis(ref, world_analysis(world_vocoder_resynthesize(x, sr), sr), same_timing=True)
 
     start = time.perf_counter()
     feats = voice.generate_features(utt)
     y = voice.vocode(feats)
     seconds = time.perf_counter() - start
-    row["hts"] = _metrics(ref, world_analysis(y, sr), same_length=False)
+    row["hts"] = compare_synthesis(ref, world_analysis(y, sr), same_timing=False)
     row["hts"].update(length_ratio=len(y) / len(x), synthesis_seconds=seconds, synthesized_seconds=len(y) / sr)
     true_frames = np.diff(phone_frame_ranges(utt.segments, num_frames(len(x), voice.config.hop), voice.config.hop),
                           axis=1)[:, 0]
@@ -117,28 +108,27 @@ def evaluate_utterance(args) -> dict:
     oracle = voice.oracle_durations(utt)
     for name, use_gv in (("hts_oracle", True), ("hts_nogv", False)):
         f = voice.generate_features(utt, use_gv=use_gv, durations=oracle)
-        row[name] = _metrics(ref, world_analysis(voice.vocode(f, n_samples=len(x)), sr), same_length=True)
+        row[name] = compare_synthesis(ref, world_analysis(voice.vocode(f, n_samples=len(x)), sr), same_timing=True)
         if name == "hts_oracle":
             f["mcep"] = np.broadcast_to(voice.global_means["mcep"], f["mcep"].shape)
             baseline = voice.vocode(f, n_samples=len(x))
-    row["mean_mcep"] = _metrics(ref, world_analysis(baseline, sr), same_length=True)
+    row["mean_mcep"] = compare_synthesis(ref, world_analysis(baseline, sr), same_timing=True)
     return row
 
 
 # ----------------------------------------------------------------------------- summaries
 
 
-def _mean(rows: list[dict], system: str, key: str):
-    values = [r[system].get(key) for r in rows]
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    return float(np.mean(values)) if values else None
+def system_mean(rows: list[dict], system: str, key: str) -> float | None:
+    """Mean of ``row[system][key]`` over the rows where it is a finite number (``None`` if none is)."""
+    return harness.finite_mean(r[system].get(key) for r in rows)
 
 
 def summarize(rows: list[dict]) -> dict:
     out = {}
     for system in SYSTEMS:
         keys = sorted({k for r in rows for k in r[system]})
-        out[system] = {k: _mean(rows, system, k) for k in keys if not k.endswith("seconds")}
+        out[system] = {k: system_mean(rows, system, k) for k in keys if not k.endswith("seconds")}
     hts = [r["hts"] for r in rows]
     out["hts"]["rtf"] = sum(h["synthesis_seconds"] for h in hts) / sum(h["synthesized_seconds"] for h in hts)
     out["hts"]["rtf_text"] = (sum(h["text_synthesis_seconds"] for h in hts)
@@ -146,10 +136,6 @@ def summarize(rows: list[dict]) -> dict:
     out["ref_median_f0_hz"] = float(np.mean([r["ref_median_f0_hz"] for r in rows]))
     out["n_utterances"] = len(rows)
     return out
-
-
-def _fmt(v, digits: int) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 def to_markdown(results: dict) -> str:
@@ -168,25 +154,25 @@ def to_markdown(results: dict) -> str:
     rows = list(results["per_speaker"].items()) + [("**mean**", results["summary"])]
 
     def f0(s, system):
-        return f"{_fmt(s[system]['f0_rmse_hz'], 1)} / {_fmt(s[system]['f0_rmse_cents'], 0)}"
+        return f"{harness.fmt(s[system]['f0_rmse_hz'], 1)} / {harness.fmt(s[system]['f0_rmse_cents'], 0)}"
 
     def vuv(s, system):
-        return _fmt(None if s[system]["vuv_error"] is None else 100 * s[system]["vuv_error"], 1)
+        return harness.fmt(None if s[system]["vuv_error"] is None else 100 * s[system]["vuv_error"], 1)
 
     text += ("## Spectrum: MCD (dB)\n\n| speaker | hts (DTW) | oracle (DTW) | oracle, no GV (DTW) | oracle (frames) "
              "| mean mcep (DTW) | floor (DTW) | floor (frames) |\n|---|" + "---:|" * 7 + "\n")
     for label, s in rows:
-        text += (f"| {label} | {_fmt(s['hts']['mcd_dtw_db'], 2)} | {_fmt(s['hts_oracle']['mcd_dtw_db'], 2)} | "
-                 f"{_fmt(s['hts_nogv']['mcd_dtw_db'], 2)} | {_fmt(s['hts_oracle']['mcd_db'], 2)} | "
-                 f"{_fmt(s['mean_mcep']['mcd_dtw_db'], 2)} | {_fmt(s['floor']['mcd_dtw_db'], 2)} | "
-                 f"{_fmt(s['floor']['mcd_db'], 2)} |\n")
+        text += (f"| {label} | {harness.fmt(s['hts']['mcd_dtw_db'], 2)} | {harness.fmt(s['hts_oracle']['mcd_dtw_db'], 2)} | "
+                 f"{harness.fmt(s['hts_nogv']['mcd_dtw_db'], 2)} | {harness.fmt(s['hts_oracle']['mcd_db'], 2)} | "
+                 f"{harness.fmt(s['mean_mcep']['mcd_dtw_db'], 2)} | {harness.fmt(s['floor']['mcd_dtw_db'], 2)} | "
+                 f"{harness.fmt(s['floor']['mcd_db'], 2)} |\n")
     text += ("\n## F0 RMSE (Hz / cents) and V/UV error (%)\n\n| speaker | F0 hts (DTW path) | F0 oracle | F0 floor "
              "| V/UV hts (DTW path) | V/UV oracle | V/UV floor | median F0 hts / recording (Hz) |\n|---|"
              + "---:|" * 7 + "\n")
     for label, s in rows:
         text += (f"| {label} | {f0(s, 'hts')} | {f0(s, 'hts_oracle')} | {f0(s, 'floor')} | {vuv(s, 'hts')} | "
-                 f"{vuv(s, 'hts_oracle')} | {vuv(s, 'floor')} | {_fmt(s['hts']['median_f0_hz'], 0)} / "
-                 f"{_fmt(s['ref_median_f0_hz'], 0)} |\n")
+                 f"{vuv(s, 'hts_oracle')} | {vuv(s, 'floor')} | {harness.fmt(s['hts']['median_f0_hz'], 0)} / "
+                 f"{harness.fmt(s['ref_median_f0_hz'], 0)} |\n")
     text += ("\n## Durations, training time, speed\n\n| speaker | phone duration RMSE (ms) | length ratio "
              "| training wall (s): features + models | training CPU (s): features + models | RTF (labels) "
              "| RTF (text, with eSpeak) |\n|---|" + "---:|" * 6 + "\n")
@@ -198,9 +184,9 @@ def to_markdown(results: dict) -> str:
                    else "n/a")
         else:
             wall = f"{meta['total_training_seconds']:.0f} in all"
-            cpu = f"{_fmt(meta.get('total_training_cpu_seconds'), 0)} in all"
-        text += (f"| {label} | {_fmt(s['hts']['phone_duration_rmse_ms'], 1)} | {_fmt(s['hts']['length_ratio'], 2)} | "
-                 f"{wall} | {cpu} | {_fmt(s['hts']['rtf'], 3)} | {_fmt(s['hts']['rtf_text'], 3)} |\n")
+            cpu = f"{harness.fmt(meta.get('total_training_cpu_seconds'), 0)} in all"
+        text += (f"| {label} | {harness.fmt(s['hts']['phone_duration_rmse_ms'], 1)} | {harness.fmt(s['hts']['length_ratio'], 2)} | "
+                 f"{wall} | {cpu} | {harness.fmt(s['hts']['rtf'], 3)} | {harness.fmt(s['hts']['rtf_text'], 3)} |\n")
     n = len(results["training"])
     text += (f"\nTraining the {n} voice{'s' if n > 1 else ''} took {meta['total_training_seconds'] / 60:.1f} min of "
              f"wall-clock time in all (budget: 30 min on 2 cores); the whole run {meta['total_wall_seconds'] / 60:.1f} "
@@ -220,38 +206,27 @@ def to_markdown(results: dict) -> str:
 # ----------------------------------------------------------------------------- main
 
 
-def _load_average() -> str:
-    try:
-        return " ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("ci", "full"), default=None, help="corpus size (default: TTSLAB_CI)")
+    parser = harness.make_parser(__doc__, "hmm_system")
     parser.add_argument("--speakers", default=None,
                         help="comma-separated speaker ids (ci default: all English; full default: "
                              + ",".join(FULL_DEFAULT_SPEAKERS) + ")")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="output folder")
     parser.add_argument("--voices", type=Path, default=None, help="where to keep the trained voices "
                         "(default: a temporary folder)")
     parser.add_argument("--warm", action="store_true", help="reuse the shared feature cache (training time "
                         "then excludes WORLD analysis)")
     parser.add_argument("--jobs", type=int, default=2, help="processes (feature extraction, evaluation)")
     parser.add_argument("--limit-test", type=int, default=None, help="evaluate only N test sentences per speaker")
-    args = parser.parse_args(argv)
+    args, run = harness.start("hmm_system", parser, argv)
 
     import multiprocessing
 
     from tqdm.auto import tqdm
 
     from ttslab.classical.hts import HTSConfig, train_voice
-    from ttslab.config import mode as default_mode
     from ttslab.data import load_builtin
-    from ttslab.io import atomic_write_json, atomic_write_text
 
-    mode = args.mode or default_mode()
+    mode = args.mode
     corpus = load_builtin(mode).filter(language="en")
     if args.speakers:
         speakers = args.speakers.split(",")
@@ -262,8 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
     cache_root = None if args.warm else str(Path(workdir.name) / "features")
     config = HTSConfig(jobs=args.jobs, cache_root=cache_root)
     meta = {"mode": mode, "speakers": speakers, "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
-            "frame_shift_ms": config.frame_shift_ms, "cold_cache": not args.warm, "load_average_start": _load_average(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
+            "frame_shift_ms": config.frame_shift_ms, "cold_cache": not args.warm}
     meta["config"]["cache_root"] = None
 
     training, rows, started = {}, [], time.perf_counter()
@@ -287,13 +261,10 @@ def main(argv: list[str] | None = None) -> dict:
         meta["estimated_free_training_seconds"] = sum(t["feature_cpu_seconds"] / min(args.jobs, 2)
                                                       + t["model_cpu_seconds"] for t in training.values())
     meta.update(total_training_seconds=sum(t["training_seconds"] for t in training.values()),
-                total_wall_seconds=time.perf_counter() - started, load_average_end=_load_average(),
+                total_wall_seconds=time.perf_counter() - started,
                 train_per_speaker=training[speakers[0]]["n_utterances"],
                 test_per_speaker=len([r for r in rows if r["speaker"] == speakers[0]]))
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / f"hmm_system_{mode}.json", results)
-    atomic_write_text(args.out / f"hmm_system_{mode}.md", to_markdown(results))
-    print(to_markdown(results))
+    run.write(results, to_markdown)
     workdir.cleanup()
     return results
 

@@ -19,19 +19,19 @@ Results go to ``<out>/judge_<mode>.json`` and ``.md``::
 
 from __future__ import annotations
 
-import os
-
-if __name__ == "__main__":
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[_var] = "1"
-
-import argparse
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+try:
+    import harness  # run as `python benchmarks/judge.py`: this folder is on the import path
+except ModuleNotFoundError:
+    from benchmarks import harness  # imported from the repository root (tests)
+
+if __name__ == "__main__":
+    harness.pin_blas_env()  # one thread everywhere, before numpy/torch start their pools
+
+import numpy as np  # noqa: E402
 
 CONDITIONS = ("ground_truth", "world", "griffin_lim_32")
 
@@ -109,30 +109,24 @@ def to_markdown(results: dict) -> str:
     for spk in speakers:
         lines.append(f"| {spk} | " + " | ".join(f"{100 * first[c]['per_by_speaker'][spk]:.2f}" for c in CONDITIONS)
                      + " |")
-    lines += ["", f"Greedy CTC decoding. {meta['machine']}; torch {meta['torch']}. Command: `{meta['command']}`", ""]
+    lines += ["", "Greedy CTC decoding.", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("ci", "full"), default=None, help="corpus size (default: TTSLAB_CI)")
+    parser = harness.make_parser(__doc__, "judge")
     parser.add_argument("--checkpoint", type=Path, nargs="+", required=True,
                         help="judge checkpoint(s); several are compared side by side")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="output folder")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N utterances")
     parser.add_argument("--jobs", type=int, default=1, help="parallel one-thread processes for the vocoders")
-    args = parser.parse_args(argv)
+    args, run = harness.start("judge", parser, argv)
 
-    import torch
     from tqdm.auto import tqdm
 
-    from ttslab.config import mode as default_mode
     from ttslab.data import load_builtin
-    from ttslab.io import atomic_write_json, atomic_write_text
     from ttslab.models.judge import from_checkpoint
 
-    torch.set_num_threads(1)
-    mode = args.mode or default_mode()
+    mode = args.mode
     judges = {path.stem: from_checkpoint(path) for path in args.checkpoint}  # fail early on a bad checkpoint
     utts = list(load_builtin(mode).filter(split="test", language="en"))[: args.limit or None]
     if args.jobs > 1:
@@ -146,18 +140,13 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"judges": {}, "meta": {
         "mode": mode, "n_utterances": len(rows), "audio_seconds": sum(r["seconds"] for r in rows),
         "n_phones": int(sum(len([p for p in r["phones"] if p not in ("pau", "sil")]) for r in rows)),
-        "decoding": "greedy CTC (best path)", "torch": torch.__version__, "threads": 1,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "command": "python benchmarks/judge.py " + " ".join(sys.argv[1:] if argv is None else argv)}}
+        "decoding": "greedy CTC (best path)"}}
     for (name, model), path in zip(judges.items(), args.checkpoint):
         results["judges"][name] = {"checkpoint": str(path), "checkpoint_bytes": path.stat().st_size,
                                    "parameters": model.num_parameters(), "config": model.config.to_dict(),
                                    "train_seconds": model.extra.get("train_seconds"),
                                    "scores": score(model, rows)}
-    atomic_write_json(args.out / f"judge_{mode}.json", results)
-    atomic_write_text(args.out / f"judge_{mode}.md", to_markdown(results))
-    print(to_markdown(results))
-    return results
+    return run.write(results, to_markdown)
 
 
 if __name__ == "__main__":

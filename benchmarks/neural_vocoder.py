@@ -19,27 +19,25 @@ mode (seconds in CI mode; ~15 min in full mode).
 
 from __future__ import annotations
 
-import os
-
-if __name__ == "__main__":
-    # One thread everywhere, set before numpy/torch start their thread pools, so RTFs compare.
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[_var] = "1"
-
-import argparse
-import platform
 import sys
 import time
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
-import numpy as np
+try:
+    import harness  # run as `python benchmarks/neural_vocoder.py`: this folder is on the import path
+except ModuleNotFoundError:
+    from benchmarks import harness  # imported from the repository root (tests)
 
-from ttslab.dsp.spectral import SAMPLE_RATE, log_mel
-from ttslab.io import atomic_write_json, atomic_write_text
-from ttslab.vocoders.evaluate import evaluate_vocoders, to_markdown
-from ttslab.vocoders.griffin_lim import mel_resynthesize
+if __name__ == "__main__":
+    harness.pin_blas_env()  # one thread everywhere, before numpy/torch start their pools, so RTFs compare
+
+import numpy as np  # noqa: E402
+
+from ttslab.dsp.spectral import SAMPLE_RATE, log_mel  # noqa: E402
+from ttslab.vocoders.evaluate import evaluate_vocoders, to_markdown  # noqa: E402
+from ttslab.vocoders.griffin_lim import mel_resynthesize  # noqa: E402
 
 
 def synthesis_rtf(model, mels: list[np.ndarray], repeats: int = 3) -> tuple[float, float]:
@@ -62,23 +60,18 @@ def synthesis_rtf(model, mels: list[np.ndarray], repeats: int = 3) -> tuple[floa
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("ci", "full"), default=None, help="corpus size (default: TTSLAB_CI)")
+    parser = harness.make_parser(__doc__, "neural_vocoder")
     parser.add_argument("--checkpoint", type=Path, default=None, help="trained vocoder (default: train one now)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="output folder")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N test utterances")
     parser.add_argument("--per-speaker", type=int, default=None, help="only the first N test utterances of each speaker")
     parser.add_argument("--repeats", type=int, default=3, help="passes for the synthesis RTF")
-    args = parser.parse_args(argv)
+    args, run = harness.start("neural_vocoder", parser, argv)
 
-    import torch
-
-    from ttslab.config import mode as default_mode
+    from ttslab.config import set_threads
     from ttslab.data import load_builtin
     from ttslab.vocoders.neural import NeuralVocoder, VocoderConfig
 
-    torch.set_num_threads(1)
-    mode = args.mode or default_mode()
+    mode = args.mode
     corpus = load_builtin(mode)
     if args.checkpoint is not None:
         model = NeuralVocoder.from_checkpoint(args.checkpoint)
@@ -94,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         model, history = train_vocoder(corpus.filter(split="train", language="en"), config, train_config,
                                        data_config)
         source = {"trained_now": True, "train_seconds": history.seconds, "steps": history.steps_done}
-    torch.set_num_threads(1)
+    set_threads(args.threads, blas=1)  # training may have changed the thread count
     model.eval()
 
     utterances = sorted(corpus.filter(split="test", language="en"), key=lambda u: u.id)
@@ -111,15 +104,20 @@ def main(argv: list[str] | None = None) -> dict:
         "mode": mode, "n_utterances": len(utterances), "per_speaker": args.per_speaker, "limit": args.limit,
         "sample_rate": SAMPLE_RATE,
         "audio_seconds": sum(r["seconds"] for r in results["rows"]) / len(vocoders),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "load_average_1min": os.getloadavg()[0],
     }
     results["neural_vocoder"] = {
         "model_config": asdict(model.config), "parameters": model.num_parameters(),
         **source, "synthesis_rtf_1thread": rtf, "synthesis_rtf_1thread_cpu_time": rtf_cpu, "rtf_target": 0.05,
         "beats_griffin_lim": {m: neural[m] < gl[m] for m in ("mcd_dtw_db", "mcd8k_dtw_db", "mel_lsd_db")},
     }
+    return run.write(results, render)
+
+
+def render(results: dict) -> str:
+    meta = results["meta"]
+    mode = meta["mode"]
+    per_speaker = meta["per_speaker"]
+    rtf, rtf_cpu = (results["neural_vocoder"][k] for k in ("synthesis_rtf_1thread", "synthesis_rtf_1thread_cpu_time"))
     table = to_markdown({"summary": results["summary"]}, per_speaker=False)
     table = table.split("## Mean over utterances\n\n", 1)[1]
     nv = results["neural_vocoder"]
@@ -128,19 +126,15 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         size = f", trained just now for {nv['steps']} steps" + (
             " (CI mode: the tiny config exercises the code; its quality means nothing)" if mode == "ci" else "")
-    subset = f" (the first {args.per_speaker} of each speaker)" if args.per_speaker else ""
+    subset = f" (the first {per_speaker} of each speaker)" if per_speaker else ""
     text = (f"# Neural vocoder vs Griffin-Lim (32 iterations): ground-truth log-mel resynthesis\n\n"
-            f"Corpus mode `{mode}`, {len(utterances)} held-out English utterances{subset} "
-            f"({results['meta']['audio_seconds']:.1f} s). Both vocoders get `log_mel(x)` of the original. "
+            f"Corpus mode `{mode}`, {meta['n_utterances']} held-out English utterances{subset} "
+            f"({meta['audio_seconds']:.1f} s). Both vocoders get `log_mel(x)` of the original. "
             f"Neural vocoder: {nv['parameters']:,} parameters{size}; synthesis RTF on one thread "
             f"{rtf:.4f} wall clock, {rtf_cpu:.4f} CPU time (target <= 0.05). The RTF column below times the whole call (log-mel analysis + "
-            f"synthesis), one thread, load average {results['meta']['load_average_1min']:.1f} during the run.\n\n"
+            f"synthesis), {meta['threads']} thread(s).\n\n"
             + table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / f"neural_vocoder_{mode}.json", results)
-    atomic_write_text(args.out / f"neural_vocoder_{mode}.md", text)
-    print(text)
-    return results
+    return text
 
 
 if __name__ == "__main__":

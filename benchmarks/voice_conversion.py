@@ -22,21 +22,17 @@ The corpus must be built first (``python -m ttslab build-corpus --mode ci``).
 
 from __future__ import annotations
 
-import os
-
-if __name__ == "__main__":
-    # One BLAS thread, set before numpy starts its pool, so timings compare across machines and runs.
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[_var] = "1"
-
-import argparse
 import dataclasses
-import platform
 import sys
 import time
-from pathlib import Path
 
-from ttslab.io import atomic_write_json, atomic_write_text
+try:
+    import harness  # run as `python benchmarks/voice_conversion.py`: this folder is on the import path
+except ModuleNotFoundError:
+    from benchmarks import harness  # imported from the repository root (tests)
+
+if __name__ == "__main__":
+    harness.pin_blas_env()  # one BLAS thread, before numpy starts its pool, so timings compare
 
 #: male -> female (same accent), and two accent -> accent conversions (male and female).
 DEFAULT_PAIRS = ("en_us_m:en_us_f", "en_gb_m:en_sc_m", "en_rp_f:en_ca_f")
@@ -91,26 +87,22 @@ def to_markdown(results: dict) -> str:
             f"| {r['f0_rmse_before_cents']:.0f} | {r['f0_rmse_after_cents']:.0f} "
             f"| {r['median_f0_source']:.0f} / {r['median_f0_target']:.0f} / {r['median_f0_converted']:.0f} "
             f"| {r['features_seconds']:.0f} | {r['gmm_seconds']:.0f} |")
-    lines += ["", f"WORLD analysis with {meta['jobs']} process(es); alignment and EM in one thread. "
-              f"Machine: {meta['machine']}. Command: `{meta['command']}`.", ""]
+    lines += ["", f"WORLD analysis with {meta['jobs']} process(es); alignment and EM in one thread.", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("ci", "full"), default=None, help="corpus size (default: TTSLAB_CI)")
+    parser = harness.make_parser(__doc__, "voice_conversion")
     parser.add_argument("--pairs", nargs="+", default=list(DEFAULT_PAIRS), help="source:target speaker pairs")
     parser.add_argument("--components", type=int, default=None, help="GMM components (ci: 4, full: 16)")
     parser.add_argument("--max-frames", type=int, default=None, help="training frames per pass (default 10k/30k)")
     parser.add_argument("--jobs", type=int, default=2, help="processes for WORLD analysis")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="output folder")
-    args = parser.parse_args(argv)
+    args, run = harness.start("voice_conversion", parser, argv)
 
     from ttslab.classical.vc import VCConfig
-    from ttslab.config import mode as default_mode
     from ttslab.data import load_builtin
 
-    mode = args.mode or default_mode()
+    mode = args.mode
     overrides = {k: v for k, v in (("n_components", args.components), ("max_frames", args.max_frames)) if v}
     config = VCConfig.for_mode(mode, **overrides)
     corpus = load_builtin(mode)
@@ -119,15 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--pairs takes source:target, got {args.pairs}")
 
     results = {"pairs": [run_pair(corpus, s, t, config, args.jobs) for s, t in pairs]}
-    results["meta"] = {
-        "mode": mode, "config": dataclasses.asdict(config), "jobs": args.jobs,
-        "command": "python benchmarks/voice_conversion.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-    }
-    atomic_write_json(args.out / f"voice_conversion_{mode}.json", results)
-    atomic_write_text(args.out / f"voice_conversion_{mode}.md", to_markdown(results))
-    print(to_markdown(results))
-    return results
+    results["meta"] = {"mode": mode, "config": dataclasses.asdict(config), "jobs": args.jobs}
+    return run.write(results, to_markdown)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,6 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path, ci_corpus):
     """The CLI runs end to end on the CI corpus (two utterances) and writes both result files."""
     bench = load_benchmark()
     bench.main(["--mode", "ci", "--limit", "1", "--out", str(tmp_path)])
-    data = json.loads((tmp_path / "vocoder_floor.json").read_text())
+    data = json.loads((tmp_path / "vocoder_floor_ci.json").read_text())
     assert data["meta"]["n_utterances"] == 1 and set(data["summary"]) == {"world", "griffin_lim_32", "griffin_lim_100"}
-    assert "| world |" in (tmp_path / "vocoder_floor.md").read_text()
+    assert "| world |" in (tmp_path / "vocoder_floor_ci.md").read_text()

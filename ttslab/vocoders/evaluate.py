@@ -216,3 +216,12 @@ def compare_analyses(ref, syn, same_timing: bool) -> dict:
         out.update(f0_rmse_hz=f0_rmse(f_ref, f_syn, "hz"), f0_rmse_cents=f0_rmse(f_ref, f_syn, "cents"))
     out["vuv_error"] = vuv_error(f_ref, f_syn)
     return out
+
+
+def compare_synthesis(ref, syn, same_timing: bool) -> dict:
+    """:func:`compare_analyses` plus ``median_f0_hz``, the median F0 of ``syn``'s voiced frames (``None``
+    when nothing is voiced): the per-system measures of the HMM and DNN-SPSS benchmarks."""
+    out = compare_analyses(ref, syn, same_timing=same_timing)
+    voiced = syn.f0[syn.f0 > 0]
+    out["median_f0_hz"] = float(np.median(voiced)) if voiced.size else None
+    return out
