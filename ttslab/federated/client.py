@@ -53,9 +53,7 @@ class ClientData:
         return len(self.items)
 
     def batches(self, batch_size: int, *, seed: int = 0, shuffle: bool = True) -> Batches:
-        if len(self.items) == 0:
-            raise ValueError(f"client {self.client_id!r} has no examples: an empty client cannot train or be "
-                             f"evaluated; leave it out of the round (or fix its partition)")
+        """Deterministic batches for ``seed`` (:class:`~ttslab.train.loop.Batches`)."""
         return Batches(self.items, batch_size, self.collate, lengths=self.lengths, shuffle=shuffle, seed=seed)
 
 
