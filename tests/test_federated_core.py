@@ -81,7 +81,8 @@ def test_get_set_weights_and_byte_counts():
     set_weights(model, trainable)
     assert torch.equal(model.body.weight, trainable["body.weight"])
     before = clone_weights(get_weights(model))
-    bad = OrderedDict(trainable, **{"head.bias": torch.zeros(2)})
+    bad = OrderedDict((n, t + 5.0) for n, t in trainable.items())
+    bad["head.bias"] = torch.zeros(2)                             # the last entry is wrong
     with pytest.raises(ValueError, match="head.bias"):
         set_weights(model, bad)                                   # checked before anything is copied
     assert same(get_weights(model), before)
@@ -320,7 +321,7 @@ def test_proximal_term_value_and_gradient():
     loss, logs = wrapped(model, batch)
     sq = sum(float(((p.detach().double() - anchor[n].double()) ** 2).sum()) for n, p in model.named_parameters())
     assert logs["proximal"] == pytest.approx(mu / 2 * sq, rel=1e-5)            # squared norm, times mu/2
-    assert float(loss - base_loss) == pytest.approx(mu / 2 * sq, rel=1e-5)
+    assert float((loss - base_loss).detach()) == pytest.approx(mu / 2 * sq, rel=1e-5)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     base = torch.autograd.grad(toy_loss(model, batch)[0], list(model.parameters()))
     for (n, p), g1, g0 in zip(model.named_parameters(), grads, base):
