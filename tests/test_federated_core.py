@@ -272,6 +272,14 @@ def test_fedadam_two_rounds_by_hand():
     with pytest.raises(ValueError, match="keys"):
         FedAdam().load_state_dict({"rounds": 1})
 
+    class Scheduled(FedAdam):                      # the hook a Flower-parity check overrides
+        def step_size(self, server_round):
+            return self.server_lr / (2 * server_round)
+
+    half = Scheduled(server_lr=1.0, beta1=0.9, beta2=0.99, tau=0.1)
+    assert half.aggregate(w0, [Reply(1, {"w": w(1.0, 1.0, dtype=torch.float64)}, 1)], 1)["w"].tolist() == \
+        pytest.approx([0.25, 1.0], abs=1e-15)
+
 
 def test_aggregate_metrics_weighted_by_examples():
     results = [Reply(2, {}, 3, {"loss": 1.0}), Reply(1, {}, 1, {"loss": 5.0, "mae": 2.0})]

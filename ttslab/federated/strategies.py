@@ -369,8 +369,10 @@ class FedAdam(_ServerOptimizer):
         w <- w + eta m / (sqrt(v) + tau)                 (m = v = 0 before round 1)
 
     ``tau`` bounds the step where ``v`` is tiny (the paper's "degree of adaptivity"; 1e-3 worked across
-    its tasks). Flower's FedAdam defaults differ (``eta = 0.1, tau = 1e-9``, and its newer versions add
-    Adam's bias correction): pass the same values when comparing. State: ``m``, ``v`` (float64), rounds.
+    its tasks). ``eta`` is :meth:`step_size`, constant here. Flower 1.41's message-API FedAdam defaults
+    to ``eta = 0.1`` and scales it by Adam's bias correction ``sqrt(1 - b2^(r+1)) / (1 - b1^(r+1))``
+    (``r = server_round``); a parity check overrides :meth:`step_size` with that. State: ``m``, ``v``
+    (float64) and the number of rounds.
     """
 
     name = "fedadam"
@@ -387,12 +389,17 @@ class FedAdam(_ServerOptimizer):
         self.server_lr, self.beta1, self.beta2, self.tau = float(server_lr), float(beta1), float(beta2), float(tau)
         super().__init__()
 
+    def step_size(self, server_round: int) -> float:
+        """The server learning rate ``eta`` used in round ``server_round`` (``server_lr``; override to schedule it)."""
+        return self.server_lr
+
     def combine(self, global_weights, replies, server_round):
         delta = self.pseudo_gradient(global_weights, replies)
+        eta = self.step_size(server_round)
         m0, v0 = self.previous("m", global_weights), self.previous("v", global_weights)
         m = OrderedDict((n, self.beta1 * m0[n] + (1 - self.beta1) * delta[n]) for n in global_weights)
         v = OrderedDict((n, self.beta2 * v0[n] + (1 - self.beta2) * delta[n] ** 2) for n in global_weights)
-        new = OrderedDict((n, (w.to(torch.float64) + self.server_lr * m[n] / (v[n].sqrt() + self.tau)).to(w.dtype))
+        new = OrderedDict((n, (w.to(torch.float64) + eta * m[n] / (v[n].sqrt() + self.tau)).to(w.dtype))
                           for n, w in global_weights.items())
         self.buffers, self.rounds = {"m": m, "v": v}, self.rounds + 1  # only after everything succeeded
         return new
