@@ -21,7 +21,7 @@ from typing import Iterable, Mapping
 
 import torch
 
-Weights = "OrderedDict[str, torch.Tensor]"
+Weights = OrderedDict[str, torch.Tensor]  #: what travels: names -> floating-point CPU tensors
 WHICH = ("trainable", "floating")
 
 
