@@ -46,8 +46,9 @@ def max_diff(a: dict, b: dict) -> float:
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
 
 
-def losses(path) -> list[float]:
-    return [row["loss"] for row in json.loads(path.with_name(path.name + ".json").read_text())["train"]]
+def losses(path, key: str = "loss") -> list[float]:
+    """The global ``key`` (loss, grad_norm...) of every step, from the run's ``<out>.json``."""
+    return [row[key] for row in json.loads(path.with_name(path.name + ".json").read_text())["train"]]
 
 
 def launched(result):
@@ -86,7 +87,8 @@ def test_two_processes_equal_one_tiny_fastspeech(one_process, tmp_path):
     d = max_diff(weights(one_process / "fs.pt"), weights(tmp_path / "fs.pt"))
     print(f"tiny FastSpeech, SGD, 4 steps: max |w2 - w1| = {d:.3g}")
     assert d <= TOL
-    assert losses(tmp_path / "fs.pt") == pytest.approx(losses(one_process / "fs.pt"), rel=1e-6)
+    for key in ("loss", "frames", "phones", "grad_norm"):  # the gradient's size too, not only its direction
+        assert losses(tmp_path / "fs.pt", key) == pytest.approx(losses(one_process / "fs.pt", key), rel=1e-6), key
     # the runs moved: equal weights are not just the untrained initial ones
     assert losses(one_process / "fs.pt")[-1] < 0.9 * losses(one_process / "fs.pt")[0]
 
