@@ -132,7 +132,8 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     assert load_checkpoint(ckpt / "last.pt")["step"] == 4
     launched(launch([*args, "--out", str(tmp_path / "whole.pt")], timeout_s=120))
     resumed, whole = weights(tmp_path / "resumed.pt"), weights(tmp_path / "whole.pt")
-    assert max_diff(resumed, whole) == 0.0  # bit for bit
+    d = max_diff(resumed, whole)
+    assert d == 0.0, d  # bit for bit
     assert losses(tmp_path / "resumed.pt")[-2:] == losses(tmp_path / "whole.pt")[-2:]
     assert max_diff(part["model"], whole) > 1e-3  # the interrupted weights are not the final ones
 
@@ -147,6 +148,22 @@ def test_launcher_stops_a_run_that_times_out(tmp_path):
     assert result.seconds < 30
     with pytest.raises(RuntimeError, match="timed out"):
         result.check()
+
+
+def test_launcher_kills_workers_that_left_the_launchers_process_group(tmp_path):
+    """torchrun starts each worker in a session of its own: if torchrun itself dies without stopping them
+    (SIGKILL, a crash), stopping its process group misses them. The launcher kills them by PID."""
+    import sys
+
+    from ttslab.distributed.launch import run_commands
+
+    script = tmp_path / "parent.py"
+    script.write_text("import subprocess, sys, time\n"
+                      "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True)\n"
+                      "time.sleep(120)\n")
+    result = run_commands([[sys.executable, str(script)]], timeout_s=3, grace_s=1)
+    assert result.timed_out and len(result.pids) == 2, result.pids
+    assert result.left_alive == [], result.left_alive
 
 
 def test_the_entry_point_refuses_a_batch_too_small_to_shard(tmp_path):
