@@ -1,0 +1,105 @@
+"""Data-parallel scaling: tiny FastSpeech trained by 1 and by 2 processes (torchrun, gloo), items/s and efficiency.
+
+Every configuration runs ``python -m ttslab.distributed.run`` under torchrun (started by
+:func:`ttslab.distributed.launch.launch` on 127.0.0.1, bounded in time, stopped by PID) on the same
+global batches of the built-in corpus:
+
+* ``1 process x 1 thread``  the baseline;
+* ``1 process x N threads`` one process using as many torch threads as the 2-process run has processes
+  (what the cores could give without DDP);
+* ``2 processes x 1 thread`` DistributedDataParallel, each rank half of every global batch.
+
+Throughput is global items (utterances) per second over the steady steps (the first ``--skip`` steps,
+which pay for warm-up and the first all-reduce, are left out; the median step time is used);
+efficiency is ``throughput(P processes) / (P x throughput(1 process x 1 thread))``. Start-up (torchrun,
+imports, corpus features, rendezvous) is reported separately as wall time. On a 2-core machine that
+other jobs share this is CPU-bound: two ranks compete with each other (and with the gloo threads) for
+two cores, so an efficiency well under 1 is the honest result here; the same script on a machine with
+free cores or GPUs measures real scaling.
+
+    python benchmarks/ddp.py --mode ci            # 16 utterances, global batch 8, 12 steps (~1 min)
+    python benchmarks/ddp.py --mode full          # 64 utterances, global batch 16, 30 steps
+    python benchmarks/ddp.py --mode ci --device cuda   # on a GPU machine: NCCL, one GPU per rank
+
+Results go to ``<out>/ddp_<mode>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+try:
+    import harness  # run as `python benchmarks/ddp.py`: this folder is on the import path
+except ModuleNotFoundError:
+    from benchmarks import harness  # imported from the repository root (tests)
+
+if __name__ == "__main__":
+    harness.pin_blas_env()  # one BLAS thread, before numpy/torch start their pools
+
+SETTINGS = {"ci": {"utterances": 16, "batch_size": 8, "steps": 12, "skip": 2},
+            "full": {"utterances": 64, "batch_size": 16, "steps": 30, "skip": 3}}
+
+
+def measure(nproc: int, threads: int, settings: dict, device: str, folder: Path, timeout_s: float) -> dict:
+    """One torchrun run; its throughput from the steady steps' median time."""
+    from ttslab.distributed.launch import launch
+
+    out = folder / f"p{nproc}_t{threads}.pt"
+    args = ["--model", "tiny-fastspeech", "--corpus-mode", settings["mode"], "--utterances", settings["utterances"],
+            "--batch-size", settings["batch_size"], "--steps", settings["steps"], "--threads", threads,
+            "--device", device, "--out", out]
+    result = launch([str(a) for a in args], nproc_per_node=nproc, timeout_s=timeout_s).check()
+    summary = json.loads(out.with_name(out.name + ".json").read_text())
+    steady = summary["step_seconds"][settings["skip"]:]
+    step = statistics.median(steady)
+    return {"processes": nproc, "threads_per_process": threads, "backend": summary["backend"],
+            "device": summary["device"], "global_batch": settings["batch_size"], "steps_timed": len(steady),
+            "median_step_s": step, "items_per_s": settings["batch_size"] / step,
+            "final_loss": summary["train"][-1]["loss"], "wall_s": result.seconds}
+
+
+def to_markdown(results: dict) -> str:
+    rows = ["| configuration | backend | median step (s) | items/s | speed-up | efficiency | wall incl. start-up (s) |",
+            "|---|---|---|---|---|---|---|"]
+    for r in results["runs"]:
+        rows.append(f"| {r['processes']} process(es) x {r['threads_per_process']} thread(s) | {r['backend'] or '-'} | "
+                    f"{r['median_step_s']:.3f} | {r['items_per_s']:.1f} | {r['speedup']:.2f} | {r['efficiency']:.2f} | "
+                    f"{r['wall_s']:.1f} |")
+    s = results["settings"]
+    return (f"# Data-parallel training: 1 vs {results['runs'][-1]['processes']} processes\n\n"
+            f"Tiny FastSpeech, {s['utterances']} utterances, global batch {s['batch_size']}, {s['steps']} steps "
+            f"(first {s['skip']} not timed), device {results['device']}. Speed-up and efficiency against "
+            f"1 process x 1 thread; efficiency = speed-up / processes (threads for the 1-process rows).\n\n"
+            + "\n".join(rows) + "\n\n" + results["note"] + "\n")
+
+
+def main(argv=None):
+    parser = harness.make_parser(__doc__, "ddp")
+    parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, one GPU per rank)")
+    parser.add_argument("--processes", type=int, default=2, help="processes of the data-parallel run")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per torchrun run")
+    args, run = harness.start("ddp", parser, argv)
+    settings = {**SETTINGS[args.mode], "mode": args.mode}
+    p = args.processes
+    configs = [(1, 1), (1, p), (p, 1)] if args.device == "cpu" else [(1, 1), (p, 1)]
+    with tempfile.TemporaryDirectory(prefix="ttslab-ddp-bench-") as tmp:
+        runs = [measure(n, t, settings, args.device, Path(tmp), args.timeout) for n, t in configs]
+    base = runs[0]["items_per_s"]
+    for r in runs:
+        r["speedup"] = r["items_per_s"] / base
+        r["efficiency"] = r["speedup"] / max(r["processes"], r["threads_per_process"])
+
+    note = (f"Measured on {harness.machine_facts()['cpu_count']} CPU cores shared with other jobs (load average in "
+            f"the footer). CPU-bound: the ranks of the DDP run share the same cores, and every step adds a "
+            f"gloo all-reduce of all gradients, so efficiency below 1 is expected here; it says what data "
+            f"parallelism costs on one small machine, not what it gives on many.")
+    return run.write({"summary": {f"p{r['processes']}_t{r['threads_per_process']}": r["items_per_s"] for r in runs},
+                      "runs": runs, "settings": settings, "device": args.device, "note": note,
+                      "meta": {"processes": p}}, to_markdown)
+
+
+if __name__ == "__main__":
+    main()
