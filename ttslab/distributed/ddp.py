@@ -220,12 +220,14 @@ def fit_ddp(model: torch.nn.Module, loss_fn: Callable, batches: Batches, config:
                 terms = _as_groups(loss)
                 if set(terms) != set(count):
                     raise ValueError(f"loss groups {sorted(terms)} do not match weight groups {sorted(count)}")
-                scaled = sum(terms[k] * (count[k] / totals[k]) for k in sorted(terms))
+                # a group with no units anywhere (total 0) contributes nothing, like a masked mean over nothing
+                share = {k: count[k] / totals[k] if totals[k] else 0.0 for k in terms}
+                scaled = sum(terms[k] * share[k] for k in sorted(terms))
                 if not torch.isfinite(scaled):
                     raise FloatingPointError(f"loss became {float(scaled)} at step {step}: lower the learning rate")
                 (scaled * world_size).backward()
             for k in terms:  # this micro-batch's part of the global mean, to report the global loss
-                share_sum[k] = share_sum.get(k, 0.0) + float(terms[k].detach()) * count[k] / totals[k]
+                share_sum[k] = share_sum.get(k, 0.0) + float(terms[k].detach()) * share[k]
         params = [p for p in model.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip else float("inf"))
         optimizer.step()

@@ -88,7 +88,14 @@ def torchrun_command(args: list[str], *, nproc_per_node: int = 2, nnodes: int = 
 
 
 def group_alive(pgid: int) -> bool:
-    """True while any process of the process group ``pgid`` exists."""
+    """True while a process of the process group ``pgid`` runs (zombies, which have exited and only wait
+    for their parent to read their status, do not count; without ``/proc`` any member counts)."""
+    if Path("/proc").is_dir():
+        for entry in Path("/proc").glob("[0-9]*"):
+            stat = _proc_stat(int(entry.name))
+            if stat is not None and stat[2] == pgid:
+                return True
+        return False
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -98,8 +105,8 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def _proc_stat(pid: int) -> tuple[int, int] | None:
-    """``(parent PID, start time)`` of ``pid`` from ``/proc``, or None when it is gone or a zombie (or no
+def _proc_stat(pid: int) -> tuple[int, int, int] | None:
+    """``(parent PID, start time, process group)`` of ``pid`` from ``/proc``, or None when it is gone or a zombie (or no
     /proc): a zombie has exited and holds no resources, only an entry its parent has not read yet."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
@@ -108,7 +115,7 @@ def _proc_stat(pid: int) -> tuple[int, int] | None:
     fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
     if fields[0] in ("Z", "X"):
         return None
-    return int(fields[1]), int(fields[19])
+    return int(fields[1]), int(fields[19]), int(fields[2])
 
 
 def descendants(pid: int) -> dict[int, int]:
