@@ -118,7 +118,7 @@ def test_two_nodes_on_loopback_with_accumulation(one_process, tmp_path):
     assert d <= TOL
 
 
-def test_resume_after_interruption_equals_uninterrupted(tmp_path):
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, ci_corpus):
     """AdamW with warm-up and a cosine schedule, so the optimizer's moments and the schedule's position
     must come back too, not just the weights and the batch position."""
     args = [*FS[:-4], "--optimizer", "adamw", "--lr", "0.002", "--warmup", "1", "--schedule", "cosine"]
@@ -166,7 +166,7 @@ def test_launcher_kills_workers_that_left_the_launchers_process_group(tmp_path):
     assert result.left_alive == [], result.left_alive
 
 
-def test_the_entry_point_refuses_a_batch_too_small_to_shard(tmp_path):
+def test_the_entry_point_refuses_a_batch_too_small_to_shard(tmp_path, ci_corpus):
     with pytest.raises(ValueError, match="cannot feed"):
         entry.main([*FS, "--batch-size", "1", "--accumulate", "2", "--out", str(tmp_path / "x.pt")])
     assert not torch.distributed.is_initialized()
