@@ -20,7 +20,7 @@ free cores or GPUs measures real scaling.
 
     python benchmarks/ddp.py --mode ci            # 16 utterances, global batch 8, 20 steps, 2 repeats (~40 s)
     python benchmarks/ddp.py --mode full          # 64 utterances, global batch 16, 30 steps
-    python benchmarks/ddp.py --mode ci --device cuda   # on a GPU machine: NCCL, one GPU per rank
+    python benchmarks/ddp.py --mode ci --device cuda   # GPU machine: + CUDA rows (NCCL when >= 2 GPUs), vs the CPU
 
 Results go to ``<out>/ddp_<mode>.json`` and ``.md``.
 """
@@ -53,7 +53,7 @@ def measure(nproc: int, threads: int, settings: dict, device: str, folder: Path,
     """One torchrun run: its steady step times, wall time and final loss."""
     from ttslab.distributed.launch import launch
 
-    out = folder / f"p{nproc}_t{threads}.pt"
+    out = folder / f"p{nproc}_t{threads}_{device}.pt"
     args = ["--model", "tiny-fastspeech", "--corpus-mode", settings["mode"], "--utterances", settings["utterances"],
             "--batch-size", settings["batch_size"], "--steps", settings["steps"], "--threads", threads,
             "--device", device, "--out", out]
@@ -74,19 +74,39 @@ def pooled(repeats: list[dict], batch_size: int) -> dict:
             "step_seconds": steady, "env": ENV}
 
 
+def configurations(device: str, processes: int, gpus: int | None = None) -> list[tuple[int, int, str]]:
+    """``(processes, threads, device)`` rows. The CPU baseline (1 process x 1 thread) always comes first:
+    on a GPU machine the speed-up is over the CPU. NCCL needs one GPU per rank, so the multi-process GPU
+    row needs ``processes`` GPUs.
+
+    >>> configurations("cpu", 2)
+    [(1, 1, 'cpu'), (1, 2, 'cpu'), (2, 1, 'cpu')]
+    >>> configurations("cuda", 2, gpus=1)
+    [(1, 1, 'cpu'), (2, 1, 'cpu'), (1, 1, 'cuda')]
+    """
+    rows = [(1, 1, "cpu"), (1, processes, "cpu"), (processes, 1, "cpu")]
+    if device == "cpu":
+        return rows
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    return [rows[0], rows[2], (1, 1, device)] + ([(processes, 1, device)] if gpus >= processes else [])
+
+
 def to_markdown(results: dict) -> str:
-    rows = ["| configuration | backend | median step (s) | items/s | speed-up | efficiency | wall incl. start-up (s) |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| configuration | device | backend | median step (s) | items/s | speed-up | efficiency | wall incl. start-up (s) |",
+            "|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
         name = (f"{r['processes']} process{'es' if r['processes'] > 1 else ''} x "
                 f"{r['threads_per_process']} thread{'s' if r['threads_per_process'] > 1 else ''}")
-        rows.append(f"| {name} | {r['backend'] or '-'} | "
+        rows.append(f"| {name} | {r['device']} | {r['backend'] or '-'} | "
                     f"{r['median_step_s']:.3f} | {r['items_per_s']:.1f} | {r['speedup']:.2f} | {r['efficiency']:.2f} | "
                     f"{r['wall_s']:.1f} |")
     s = results["settings"]
-    return (f"# Data-parallel training: 1 vs {results['runs'][-1]['processes']} processes\n\n"
+    return (f"# Data-parallel training: 1 vs {max(r['processes'] for r in results['runs'])} processes\n\n"
             f"Tiny FastSpeech, {s['utterances']} utterances, global batch {s['batch_size']}, {s['steps']} steps "
-            f"(first {s['skip']} not timed), {results['repeats']} interleaved runs per row, device {results['device']}. Speed-up and efficiency against "
+            f"(first {s['skip']} not timed), {results['repeats']} interleaved runs per row. Speed-up and efficiency against "
             f"1 process x 1 thread; efficiency = speed-up / processes (threads for the 1-process rows).\n\n"
             + "\n".join(rows) + "\n\n" + results["note"] + "\n")
 
@@ -100,10 +120,10 @@ def main(argv=None):
     args, run = harness.start("ddp", parser, argv)
     settings = {**SETTINGS[args.mode], "mode": args.mode}
     p = args.processes
-    configs = [(1, 1), (1, p), (p, 1)] if args.device == "cpu" else [(1, 1), (p, 1)]
+    configs = configurations(args.device, p)
     with tempfile.TemporaryDirectory(prefix="ttslab-ddp-bench-") as tmp:
         # interleaved (A B C A B C): a change in the machine's load hits every configuration alike
-        raw = [[measure(n, t, settings, args.device, Path(tmp), args.timeout) for n, t in configs]
+        raw = [[measure(n, t, settings, dev, Path(tmp), args.timeout) for n, t, dev in configs]
                for _ in range(args.repeats)]
     runs = [pooled([rep[i] for rep in raw], settings["batch_size"]) for i in range(len(configs))]
     base = runs[0]["items_per_s"]
@@ -115,7 +135,8 @@ def main(argv=None):
             f"the footer). CPU-bound: the ranks of the DDP run share the same cores, and every step adds a "
             f"gloo all-reduce of all gradients, so efficiency below 1 is expected here; it says what data "
             f"parallelism costs on one small machine, not what it gives on many.")
-    return run.write({"summary": {f"p{r['processes']}_t{r['threads_per_process']}": r["items_per_s"] for r in runs},
+    return run.write({"summary": {f"p{r['processes']}_t{r['threads_per_process']}_{r['device'].split(':')[0]}":
+                                  r["items_per_s"] for r in runs},
                       "runs": runs, "settings": settings, "device": args.device, "note": note,
                       "repeats": args.repeats,
                       "meta": {"processes": p}}, to_markdown)
