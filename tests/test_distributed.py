@@ -138,6 +138,22 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, ci_corpus):
     assert max_diff(part["model"], whole) > 1e-3  # the interrupted weights are not the final ones
 
 
+def test_a_two_process_checkpoint_resumes_in_one_process(one_process, tmp_path):
+    """The global batches do not depend on the number of ranks, so a run can change size on resume."""
+    ckpt = tmp_path / "ckpt"
+    launched(launch([*FS, "--ckpt-dir", str(ckpt), "--checkpoint-every", "1", "--stop-after", "2",
+                     "--out", str(tmp_path / "part.pt")], timeout_s=120))
+    entry.main([*FS, "--ckpt-dir", str(ckpt), "--out", str(tmp_path / "resumed.pt")])
+    assert load_checkpoint(ckpt / "last.pt")["world_size"] == 1
+    d = max_diff(weights(tmp_path / "resumed.pt"), weights(one_process / "fs.pt"))
+    print(f"2 processes to step 2, then 1 process: max diff {d:.3g}")
+    assert d <= TOL
+    from ttslab.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="other settings"):  # another schedule would not continue this run
+        entry.main([*FS[:-1], "0.01", "--ckpt-dir", str(ckpt), "--steps", "6"])
+
+
 def test_launcher_stops_a_run_that_times_out(tmp_path):
     script = tmp_path / "hang.py"
     script.write_text("import time\ntime.sleep(120)\n")
