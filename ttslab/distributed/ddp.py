@@ -165,8 +165,10 @@ def fit_ddp(model: torch.nn.Module, loss_fn: Callable, batches: Batches, config:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
     history, step, epoch, index = History(), 0, 0, 0
     ckpt = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
-    # a resumed run must share the global batches and the schedule; world size and accumulation may differ
-    run_config = {"train": {k: v for k, v in config.to_dict().items() if k != "threads"},
+    # a resumed run must share the global batches and the schedule; world size, accumulation and how often
+    # it logs or saves may differ
+    ignored = ("threads", "checkpoint_every", "valid_every", "log_every")
+    run_config = {"train": {k: v for k, v in config.to_dict().items() if k not in ignored},
                   "model": dict(model_config or {}), "batch_size": batches.batch_size}
 
     _barrier(world_size)  # no rank looks for a checkpoint while another may still be writing one
