@@ -36,7 +36,13 @@ What makes 2 processes x B/2 equal to 1 process x B:
   :func:`ttslab.train.lr_factor`) is the single-process code, fed identical gradients on every rank.
 
 The equal result is "equal up to float rounding": the reduction adds the ranks' partial gradients in
-another order than one process adds per-item contributions. ``tests/test_distributed.py`` measures it.
+another order than one process adds per-item contributions. ``tests/test_distributed.py`` measures it:
+after 4 steps of tiny FastSpeech with SGD the largest weight difference is 1.2e-7 (an MLP with AdamW:
+3e-8). Tiny FastSpeech with AdamW differs by up to 1e-4, all in parameters whose true gradient is
+(nearly) zero, such as the attention's key bias: their gradient is rounding noise, and Adam divides by
+its RMS, so noise becomes a step of size lr. That is Adam amplifying noise, not DDP changing the sum.
+A rank that fails (a NaN loss, a crash) leaves the others waiting in the next collective until the
+process group's timeout (:func:`init_process_group`); the launcher then stops them all.
 
 Checkpoints: rank 0 writes ``last.pt`` atomically with :func:`ttslab.checkpoint.save_checkpoint`, then
 every rank waits at a barrier; on resume every rank loads the same file. The global batch does not

@@ -14,7 +14,8 @@ the same code unchanged; ``HOST:PORT`` is reachable from every node (node 0 serv
         --rdzv-endpoint HOST:PORT --rdzv-id run1 -m ttslab.distributed.run --model tiny-fastspeech ...
 
 Without torchrun (``python -m ttslab.distributed.run ...``) it trains in one process, no process group.
-On a GPU machine pass ``--device cuda``: rank ``r`` uses ``cuda:<LOCAL_RANK>`` and the backend is NCCL.
+On a GPU machine pass ``--device cuda``: rank ``r`` uses ``cuda:<LOCAL_RANK>`` and the backend is NCCL
+(one GPU per rank). The CUDA/NCCL path has not run yet: the machines this was built on had no GPU.
 
 This is the edge: it reads torchrun's RANK, WORLD_SIZE, LOCAL_RANK (and torch reads MASTER_ADDR and
 MASTER_PORT) plus ``TTSLAB_CI`` for the default corpus mode, and passes everything on as arguments.
