@@ -44,6 +44,10 @@ any ``model_fn() -> nn.Module`` with a pure ``loss_fn(model, batch) -> (loss, lo
 
 from ttslab.federated.client import (ClientConfig, ClientData, ClientResult, EvalResult, build_model, client_seed,
                                      client_update, evaluate, initial_weights, proximal_loss)
+from ttslab.federated.compression import (CODECS, CommunicationLog, EncodedTensor, Payload, decode_update,
+                                          encode_update, payload_bytes, transmit)
+from ttslab.federated.partitions import (Partition, UtteranceKey, alpha_sweep, by_language, by_speaker, dirichlet,
+                                         iid, make_partition, max_tv_distance, non_iid_index, tv_distance)
 from ttslab.federated.strategies import (STALENESS, STRATEGIES, FedAdam, FedAsync, FedAvg, FedAvgM, FedProx, Reply,
                                          Strategy, aggregate_metrics, client_sort_key, make_strategy,
                                          staleness_factor, weighted_mean64)
@@ -55,3 +59,6 @@ __all__ = ["ClientConfig", "ClientData", "ClientResult", "EvalResult", "build_mo
            "FedAvgM", "FedProx", "Reply", "Strategy", "aggregate_metrics", "client_sort_key", "make_strategy",
            "staleness_factor", "weighted_mean64", "UpdateError", "check_weights", "clone_weights", "get_weights",
            "is_local", "max_abs_diff", "num_bytes", "set_weights", "split_weights", "validate_update"]
+__all__ += ["CODECS", "CommunicationLog", "EncodedTensor", "Payload", "decode_update", "encode_update",
+            "payload_bytes", "transmit", "Partition", "UtteranceKey", "alpha_sweep", "by_language", "by_speaker",
+            "dirichlet", "iid", "make_partition", "max_tv_distance", "non_iid_index", "tv_distance"]
