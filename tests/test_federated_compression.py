@@ -96,6 +96,9 @@ def test_int8_edge_cases():
     e = C.quantize_int8(torch.tensor([-1.0, 0.0, 1.0]))
     # 0 lies at t = 1 / scale, just below 127.5 because scale is rounded up to a float32 >= 2/255
     assert e.data.tolist() == [0, 127, 255] and e.scale * 255 >= 2.0 and e.zero == -1.0
+    x = torch.tensor([1 / 3, 0.5, 1.0], dtype=torch.float64)     # a float64 delta: min is no float32
+    e = C.quantize_int8(x)
+    assert e.zero <= 1 / 3 and e.zero + 255 * e.scale >= 1.0    # [zero, zero + 255 scale] covers x
 
 
 def test_stochastic_rounding_is_unbiased():

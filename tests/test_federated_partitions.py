@@ -144,7 +144,7 @@ def _reference_dirichlet(utts, k_clients, alpha, seed):
     return [sorted(g) for g in groups]
 
 
-@pytest.mark.parametrize("alpha", [1e-3, 0.3, 50.0])
+@pytest.mark.parametrize("alpha", [1e-5, 1e-3, 0.3, 50.0])   # 1e-5: one-hot mixes, the fallback
 def test_dirichlet_follows_the_documented_procedure(alpha):
     utts = [UtteranceKey(f"{s}{i:02d}", s) for s, n in zip("abcde", (9, 3, 7, 1, 5)) for i in range(n)]
     p = dirichlet(utts, 4, alpha, seed=11)
