@@ -29,6 +29,7 @@ def _all(ci_corpus, **filters):
     return [
         by_speaker(ci_corpus, **filters), by_language(ci_corpus, **filters),
         dirichlet(ci_corpus, 8, 0.5, seed=1, **filters), iid(ci_corpus, 8, seed=1, **filters),
+        dirichlet(ci_corpus, 13, 0.05, seed=1, balanced=False, **filters),
     ]
 
 
@@ -83,12 +84,16 @@ def test_iid_clients_are_balanced_and_near_the_global_mix(ci_corpus):
     assert tv_distance(cut) > 4 * bound
 
 
+@pytest.mark.parametrize("balanced", [True, False])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_dirichlet_tv_decreases_as_alpha_grows(ci_corpus, seed):
-    tvs = [tv_distance(dirichlet(ci_corpus, 8, a, seed=seed)) for a in ALPHAS]
+def test_dirichlet_tv_decreases_as_alpha_grows(ci_corpus, seed, balanced):
+    parts = [dirichlet(ci_corpus, 8, a, seed=seed, balanced=balanced) for a in ALPHAS]
+    tvs = [tv_distance(p) for p in parts]
     assert all(x > y for x, y in zip(tvs, tvs[1:])), tvs
     top = max_tv_distance(by_speaker(ci_corpus))
-    assert tvs[0] > 0.6 * top                               # alpha = 0.05: far from IID
+    assert tvs[0] > (0.6 if balanced else 0.75) * top       # alpha = 0.05: far from IID
+    sizes = sorted(parts[0].counts().values())
+    assert (sizes[-1] - sizes[0] <= 1) == balanced           # unbalanced: sizes follow the mixes
     assert tvs[-1] <= P.iid_tv_bound(by_speaker(ci_corpus), 548 // 8)   # alpha = 500: about IID
 
 
@@ -115,11 +120,21 @@ def test_tv_distance_by_hand():
         P.client_tv_distances({0: {"a": 1}, 1: {}})
 
 
-def _reference_dirichlet(utts, k_clients, alpha, seed):
+def _pick(w, u):
+    acc, target = 0.0, u * float(np.cumsum(w)[-1])
+    for s, ws in enumerate(w):
+        acc += ws
+        if acc > target and ws > 0:
+            return s
+
+
+def _reference_dirichlet(utts, k_clients, alpha, seed, balanced=True):
     """The docstring's procedure, written out without numpy's vector helpers."""
     rng = np.random.default_rng(seed)
     n = len(utts)
     sizes = [n // k_clients + (1 if k < n % k_clients else 0) for k in range(k_clients)]
+    if not balanced:
+        sizes = [1] * k_clients
     names = sorted({u.speaker for u in utts})
     pools = []
     for s in names:
@@ -134,21 +149,23 @@ def _reference_dirichlet(utts, k_clients, alpha, seed):
             w = [q[k][s] if pools[s] else 0.0 for s in range(len(names))]
             if sum(w) == 0:
                 w = [float(len(p)) for p in pools]
-            acc, u, pick = 0.0, rng.random() * float(np.cumsum(w)[-1]), None
-            for s, ws in enumerate(w):
-                acc += ws
-                if acc > u and ws > 0:
-                    pick = s
-                    break
-            groups[k].append(pools[pick].pop(0))
+            groups[k].append(pools[_pick(w, rng.random())].pop(0))
+    if not balanced:
+        for s in range(len(names)):
+            column = [q[k][s] for k in range(k_clients)]
+            if sum(column) == 0:
+                column = [1.0] * k_clients
+            for uid in list(pools[s]):
+                groups[_pick(column, rng.random())].append(uid)
     return [sorted(g) for g in groups]
 
 
+@pytest.mark.parametrize("balanced", [True, False])
 @pytest.mark.parametrize("alpha", [1e-5, 1e-3, 0.3, 50.0])   # 1e-5: one-hot mixes, the fallback
-def test_dirichlet_follows_the_documented_procedure(alpha):
+def test_dirichlet_follows_the_documented_procedure(alpha, balanced):
     utts = [UtteranceKey(f"{s}{i:02d}", s) for s, n in zip("abcde", (9, 3, 7, 1, 5)) for i in range(n)]
-    p = dirichlet(utts, 4, alpha, seed=11)
-    assert [sorted(ids) for ids in p.clients.values()] == _reference_dirichlet(utts, 4, alpha, 11)
+    p = dirichlet(utts, 4, alpha, seed=11, balanced=balanced)
+    assert [sorted(ids) for ids in p.clients.values()] == _reference_dirichlet(utts, 4, alpha, 11, balanced)
 
 
 def test_summary_is_json_and_params_rebuild_the_partition(ci_corpus):

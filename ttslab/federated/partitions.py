@@ -6,13 +6,14 @@ smallest such object), optional filters (``speakers``, ``languages``, ``split``)
 :class:`Partition`: client ids ``0 .. K-1`` -> the utterance ids that client holds, each id in exactly
 one client, listed in corpus order. A partition is a function of its arguments (and ``seed``) only.
 
-==============  ====================================================================================
-:func:`by_speaker`   one client per speaker (the natural non-IID split of TTS: a voice never shared)
-:func:`by_language`  one client per language
-:func:`dirichlet`    a Dirichlet mix over speakers; ``alpha`` from near one speaker per client
-                     (``alpha -> 0``) to near IID (``alpha -> inf``)
-:func:`iid`          the control: shuffle, split evenly
-==============  ====================================================================================
+====================  ==============================================================================
+:func:`by_speaker`    one client per speaker (the natural non-IID split of TTS: a voice never shared)
+:func:`by_language`   one client per language
+:func:`dirichlet`     a Dirichlet mix over speakers; ``alpha`` from near one speaker per client
+                      (``alpha -> 0``) to near IID (``alpha -> inf``); equal sizes or sizes that
+                      follow the mixes (``balanced=False``)
+:func:`iid`           the control: shuffle, split evenly
+====================  ==============================================================================
 
 How non-IID a partition is: client ``k``'s speaker distribution ``p_k`` (its histogram over ``n_k``)
 against the global one ``g`` (all ``N`` selected utterances), by total variation::
@@ -273,40 +274,57 @@ def check_alpha(alpha) -> float:
     return float(alpha)
 
 
-def dirichlet(utterances: Iterable, num_clients: int, alpha: float, *, seed: int = 0, speakers=None,
-              languages=None, split: str | None = None) -> Partition:
+def _draw(weights: np.ndarray, u: float) -> int:
+    """The first index whose cumulative weight exceeds ``u`` times the total (inverse CDF), skipping
+    zero weights (which rounding at the top of the CDF could otherwise land on)."""
+    cdf = np.cumsum(weights)
+    i = min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(weights) - 1)
+    while weights[i] <= 0:
+        i -= 1
+    return i
+
+
+def dirichlet(utterances: Iterable, num_clients: int, alpha: float, *, seed: int = 0, balanced: bool = True,
+              speakers=None, languages=None, split: str | None = None) -> Partition:
     """Clients with Dirichlet-distributed speaker mixes (after Hsu, Qi & Brown 2019), every utterance
     in exactly one client. With ``S`` speakers (sorted by name), ``N`` utterances, ``K`` clients and
     ``rng = numpy.random.default_rng(seed)``, in this order:
 
-    1. sizes: ``n_k`` = :func:`balanced_sizes` ``(N, K)``;
-    2. pools: per speaker in name order, its utterances in ``rng.permutation`` order;
-    3. mixes: ``Q = rng.dirichlet([alpha] * S, size=K)``, row ``q_k`` is client ``k``'s target mix;
-    4. draws, round robin: for slot ``t = 0, 1, ...`` and each client ``k = 0..K-1`` with ``n_k > t``,
-       pick a speaker ``s`` with probability ``q_k(s) / sum_{s' in A} q_k(s')`` over the set ``A`` of
-       speakers with utterances left (by inverse CDF: the first ``s`` whose cumulative weight exceeds
-       ``rng.random()`` times the total), and give ``k`` the next utterance of ``s``'s pool. When
-       ``q_k`` is zero on all of ``A`` (it can be, in floating point, for tiny ``alpha``), weight the
-       speakers of ``A`` by their remaining utterances instead: a uniform draw of what is left.
+    1. pools: per speaker in name order, its utterances in ``rng.permutation`` order;
+    2. mixes: ``Q = rng.dirichlet([alpha] * S, size=K)``, row ``q_k`` is client ``k``'s target mix;
+    3. ``balanced=True`` (Hsu et al.'s equal sizes): ``n_k`` = :func:`balanced_sizes` ``(N, K)``; round
+       robin over slots ``t = 0, 1, ...`` and clients ``k = 0..K-1`` with ``n_k > t``: pick a speaker
+       ``s`` with probability ``q_k(s) / sum_{s' in A} q_k(s')`` over the set ``A`` of speakers with
+       utterances left (inverse CDF at ``rng.random()``), and give ``k`` the next utterance of ``s``'s
+       pool. When ``q_k`` is zero on all of ``A`` (it can be, in floating point, for tiny ``alpha``),
+       weight ``A`` by the remaining utterances instead: a uniform draw of what is left.
+    4. ``balanced=False`` (sizes follow the mixes): slot ``t = 0`` as above, so no client is empty;
+       then, speaker by speaker in name order, each remaining utterance of ``s`` in pool order goes to
+       client ``k`` with probability ``q_k(s) / sum_j q_j(s)`` (inverse CDF at ``rng.random()``;
+       uniform over clients if that column is all zero).
 
     Drawing without replacement is what keeps every utterance in one client; the round robin shares
     the depletion of popular speakers fairly among clients instead of starving the last ones.
-    ``alpha -> 0``: each ``q_k`` is nearly one-hot, so a client holds one speaker, or a few once its
-    favourite runs out: with equal sizes, clients that favour the same speaker must share it and then
-    move on (on the CI corpus, 14 speakers into 14 clients at ``alpha = 0.05``, the non-IID index is
-    0.70, not 1; :func:`by_speaker` is the limit). ``alpha -> inf``: every ``q_k`` is uniform and all
-    clients draw from the same shrinking pools, so each ends near the global mix. Hsu et al. draw ``Dir(alpha' p)`` with a
-    prior ``p``; for a uniform prior over ``S`` speakers this ``alpha`` is their ``alpha' / S``.
+    ``alpha -> inf``: every ``q_k`` is uniform, so each client ends near the global mix (IID).
+    ``alpha -> 0``: each ``q_k`` is nearly one-hot. Unbalanced, a speaker then goes (almost) whole to
+    the client(s) that favour it: about one speaker per client, with sizes as uneven as the speakers'.
+    Balanced, a client of ``N/K`` utterances holds more than one speaker whenever its favourite has
+    fewer, or other clients favour it too; on the CI corpus (14 speakers of 12 or 50 utterances, 14
+    clients, ``alpha = 0.05``) the non-IID index is 0.70, not 1 (:func:`by_speaker` is the limit).
+    Hsu et al. draw ``Dir(alpha' p)`` with a prior ``p``; for a uniform prior over ``S`` speakers this
+    ``alpha`` is their ``alpha' / S``.
 
     >>> utts = [UtteranceKey(f"{s}{i}", s) for s in "abcd" for i in range(6)]
     >>> [round(tv_distance(dirichlet(utts, 4, a, seed=0)), 2) for a in (0.01, 1000)]
     [0.44, 0.23]
+    >>> round(tv_distance(dirichlet(utts, 4, 0.01, seed=0, balanced=False)), 2)
+    0.55
     """
     chosen = select_utterances(utterances, speakers=speakers, languages=languages, split=split)
     k_clients = _check_clients(num_clients, len(chosen))
     alpha, seed = check_alpha(alpha), _check_seed(seed)
     rng = np.random.default_rng(seed)
-    sizes = balanced_sizes(len(chosen), k_clients)
+    sizes = balanced_sizes(len(chosen), k_clients) if balanced else [1] * k_clients
     names = sorted({u.speaker for u in chosen})
     pools = []
     for s in names:
@@ -323,17 +341,18 @@ def dirichlet(utterances: Iterable, num_clients: int, alpha: float, *, seed: int
             w = np.where(left > 0, q[k], 0.0)
             if not w.sum() > 0:
                 w = left.astype(np.float64)
-            cdf = np.cumsum(w)
-            s = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
-            s = min(s, len(names) - 1)
-            while left[s] == 0:  # only reachable through rounding at the top of the cdf
-                s -= 1
+            s = _draw(w, rng.random())
             groups[k].append(pools[s][taken[s]])
             taken[s] += 1
             left[s] -= 1
+    if not balanced:
+        for s in range(len(names)):
+            column = q[:, s] if q[:, s].sum() > 0 else np.ones(k_clients)
+            for uid in pools[s][taken[s]:]:
+                groups[_draw(column, rng.random())].append(uid)
     return _build("dirichlet", chosen, groups, {c: f"dir-{c}" for c in range(k_clients)},
                   {"kind": "dirichlet", "num_clients": k_clients, "alpha": alpha, "seed": seed,
-                   **_filters(speakers, languages, split)})
+                   "balanced": bool(balanced), **_filters(speakers, languages, split)})
 
 
 def make_partition(kind: str, utterances: Iterable, **options) -> Partition:
@@ -430,7 +449,7 @@ def iid_tv_bound(histograms, client_size: int) -> float:
 
 
 def alpha_sweep(utterances: Iterable, num_clients: int, alphas: Sequence[float], *, seed: int = 0,
-                **filters) -> list[dict]:
+                balanced: bool = True, **filters) -> list[dict]:
     """For each ``alpha``: the :func:`dirichlet` partition's TV (weighted and plain), its non-IID index
     and mean speakers per client, next to the :func:`by_speaker` and :func:`iid` references (rows with
     ``alpha`` None and ``kind`` saying which), for the notebook's sweep."""
@@ -444,7 +463,7 @@ def alpha_sweep(utterances: Iterable, num_clients: int, alphas: Sequence[float],
 
     utts = list(utterances)
     for a in alphas:
-        rows.append(row(dirichlet(utts, num_clients, a, seed=seed, **filters), float(a)))
+        rows.append(row(dirichlet(utts, num_clients, a, seed=seed, balanced=balanced, **filters), float(a)))
     rows.append(row(iid(utts, num_clients, seed=seed, **filters), None))
     rows.append(row(by_speaker(utts, **filters), None))
     return rows
