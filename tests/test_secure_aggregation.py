@@ -185,6 +185,9 @@ def test_too_many_dropouts_fail_cleanly():
 def test_lagrange_at_zero_by_hand_and_shamir_share_by_hand():
     # q(x) = 5 + 2x + 3x^2 mod 11: q(1) = 10, q(2) = 21 = 10, q(3) = 38 = 5; L_1(0) = 3, L_2(0) = -3, L_3(0) = 1
     assert lagrange_at_zero({1: 10, 2: 10, 3: 5}, prime=11) == (3 * 10 - 3 * 10 + 1 * 5) % 11 == 5
+    # a line q(x) = 4 + 7x mod 11 (an odd number of factors per L_m, so a sign slip shows):
+    # q(1) = 0, q(2) = 7; L_1(0) = 2/(2-1) = 2, L_2(0) = 1/(1-2) = -1; q(0) = 2*0 - 7 = -7 = 4
+    assert lagrange_at_zero({1: 0, 2: 7}, prime=11) == 4
 
     class Coefficients:  # an rng that returns the chosen coefficients a_1 = 2, a_2 = 3
         def __init__(self):
