@@ -20,6 +20,12 @@ One synchronous round ``t``, with global weights ``w^t`` (a ``{name: tensor}`` d
   - FedPer-style personalization: ``ClientConfig(local_prefixes=["speaker_embedding"])`` keeps those
     layers on the client; they are never in a reply and the client carries them between rounds.
 
+* secure aggregation (:mod:`~.secure`, Bonawitz et al. 2017, simplified): clients send
+  ``y_k = x_k + sum_{j>k} PRG(s_kj) - sum_{j<k} PRG(s_jk)`` in fixed point mod ``2^k``; the masks
+  cancel in the sum, so the server learns ``sum_k n_k w_k`` and ``sum_k n_k`` only
+  (:func:`secure_fedavg`, :class:`SecureFedAvg`), and Shamir shares of the seeds remove the masks of
+  clients that drop out after committing.
+
 Order independence. Floating-point addition is not associative: ``(a + b) + c`` and ``(a + c) + b``
 may differ in the last bit, so a float32 average summed in the order replies arrive (Flower's
 FedAvg) changes when two clients swap places, and two engines that run the same clients disagree.
@@ -48,6 +54,9 @@ from ttslab.federated.compression import (CODECS, CommunicationLog, EncodedTenso
                                           encode_update, payload_bytes, transmit)
 from ttslab.federated.partitions import (Partition, UtteranceKey, alpha_sweep, by_language, by_speaker, dirichlet,
                                          iid, make_partition, max_tv_distance, non_iid_index, tv_distance)
+from ttslab.federated.secure import (PRIME, ClientKeys, FixedPoint, MaskedUpdate, RoundCost, SecureAggregationError,
+                                     SecureFedAvg, SecureRound, lagrange_at_zero, pair_seed, prg, secure_fedavg,
+                                     shamir_reconstruct, shamir_share)
 from ttslab.federated.strategies import (STALENESS, STRATEGIES, FedAdam, FedAsync, FedAvg, FedAvgM, FedProx, Reply,
                                          Strategy, aggregate_metrics, client_sort_key, make_strategy,
                                          staleness_factor, weighted_mean64)
@@ -58,7 +67,10 @@ __all__ = ["ClientConfig", "ClientData", "ClientResult", "EvalResult", "build_mo
            "evaluate", "initial_weights", "proximal_loss", "STALENESS", "STRATEGIES", "FedAdam", "FedAsync", "FedAvg",
            "FedAvgM", "FedProx", "Reply", "Strategy", "aggregate_metrics", "client_sort_key", "make_strategy",
            "staleness_factor", "weighted_mean64", "UpdateError", "check_weights", "clone_weights", "get_weights",
-           "is_local", "max_abs_diff", "num_bytes", "set_weights", "split_weights", "validate_update"]
+           "is_local", "max_abs_diff", "num_bytes", "set_weights", "split_weights", "validate_update",
+           "PRIME", "ClientKeys", "FixedPoint", "MaskedUpdate", "RoundCost", "SecureAggregationError", "SecureFedAvg",
+           "SecureRound", "lagrange_at_zero", "pair_seed", "prg", "secure_fedavg", "shamir_reconstruct",
+           "shamir_share"]
 __all__ += ["CODECS", "CommunicationLog", "EncodedTensor", "Payload", "decode_update", "encode_update",
             "payload_bytes", "transmit", "Partition", "UtteranceKey", "alpha_sweep", "by_language", "by_speaker",
             "dirichlet", "iid", "make_partition", "max_tv_distance", "non_iid_index", "tv_distance"]
