@@ -20,6 +20,10 @@ One synchronous round ``t``, with global weights ``w^t`` (a ``{name: tensor}`` d
   - FedPer-style personalization: ``ClientConfig(local_prefixes=["speaker_embedding"])`` keeps those
     layers on the client; they are never in a reply and the client carries them between rounds.
 
+* robust aggregation (:mod:`~.robust`): :class:`SkipMalformed` drops malformed replies (NaN/inf, wrong
+  names, shape or dtype) with a logged reason and aggregates the rest; FedMedian, FedTrimmedAvg,
+  Krum / multi-Krum and ClippedFedAvg bound what ``f`` malicious clients can do.
+
 * secure aggregation (:mod:`~.secure`, Bonawitz et al. 2017, simplified): clients send
   ``y_k = x_k + sum_{j>k} PRG(s_kj) - sum_{j<k} PRG(s_jk)`` in fixed point mod ``2^k``; the masks
   cancel in the sum, so the server learns ``sum_k n_k w_k`` and ``sum_k n_k`` only
@@ -54,6 +58,10 @@ from ttslab.federated.compression import (CODECS, CommunicationLog, EncodedTenso
                                           encode_update, payload_bytes, transmit)
 from ttslab.federated.partitions import (Partition, UtteranceKey, alpha_sweep, by_language, by_speaker, dirichlet,
                                          iid, make_partition, max_tv_distance, non_iid_index, tv_distance)
+from ttslab.federated.robust import (AllRepliesRejected, ClippedFedAvg, FedMedian, FedTrimmedAvg, Krum, Rejection,
+                                     SkipMalformed, clip_delta, clip_update, coordinate_median,
+                                     coordinate_trimmed_mean, global_norm, krum_scores, random_attack, scale_attack,
+                                     screen_replies, sign_flip_attack, squared_distances, trim_count, update_delta)
 from ttslab.federated.secure import (PRIME, ClientKeys, FixedPoint, MaskedUpdate, RoundCost, SecureAggregationError,
                                      SecureFedAvg, SecureRound, lagrange_at_zero, pair_seed, prg, secure_fedavg,
                                      shamir_reconstruct, shamir_share)
@@ -74,3 +82,7 @@ __all__ = ["ClientConfig", "ClientData", "ClientResult", "EvalResult", "build_mo
 __all__ += ["CODECS", "CommunicationLog", "EncodedTensor", "Payload", "decode_update", "encode_update",
             "payload_bytes", "transmit", "Partition", "UtteranceKey", "alpha_sweep", "by_language", "by_speaker",
             "dirichlet", "iid", "make_partition", "max_tv_distance", "non_iid_index", "tv_distance"]
+__all__ += ["AllRepliesRejected", "ClippedFedAvg", "FedMedian", "FedTrimmedAvg", "Krum", "Rejection", "SkipMalformed",
+            "clip_delta", "clip_update", "coordinate_median", "coordinate_trimmed_mean", "global_norm", "krum_scores",
+            "random_attack", "scale_attack", "screen_replies", "sign_flip_attack", "squared_distances", "trim_count",
+            "update_delta"]
