@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from ttslab.federated import (AllRepliesRejected, ClippedFedAvg, FedAsync, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg,
-                              Krum, Reply, SkipMalformed, UpdateError, clip_delta, clip_update, global_norm,
-                              krum_scores, random_attack, robust, scale_attack, screen_replies, sign_flip_attack,
-                              trim_count, update_delta)
+from ttslab.federated import (AllRepliesRejected, ClippedFedAvg, FedAsync, FedAvg, FedAvgM, FedMedian, FedProx,
+                              FedTrimmedAvg, Krum, Reply, SkipMalformed, UpdateError, clip_delta, clip_update,
+                              global_norm, krum_scores, random_attack, robust, scale_attack, screen_replies,
+                              sign_flip_attack, trim_count, update_delta)
 
 NAMES = ("a", "b", "c")
 
@@ -81,9 +81,25 @@ def test_trimmed_mean_matches_numpy_sort_slicing(n, beta):
         np.testing.assert_allclose(out[name].numpy(), reference, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("factory", [lambda: FedTrimmedAvg(0.2), lambda: Krum(2, num_selected=5)])
+def test_float32_replies_are_averaged_in_float64_and_rounded_once(factory):
+    gen = torch.Generator().manual_seed(1)
+    g = OrderedDict(w=torch.zeros(3000))
+    replies = [Reply(k, OrderedDict(w=torch.randn(3000, generator=gen) * (1 + k)), 1) for k in range(10)]
+    strategy = factory()
+    out = strategy.aggregate(g, replies, 1)["w"]
+    x = stacked(replies, "w")
+    if isinstance(strategy, Krum):
+        reference = x[strategy.last_selected].mean(0)
+    else:
+        reference = np.sort(x, axis=0)[2:8].mean(0)
+    assert out.dtype == torch.float32 and torch.equal(out, torch.from_numpy(reference.astype(np.float32)))
+
+
 def test_trim_count_by_hand_and_bad_beta():
-    # int(beta n) rounds down: 0.2*4 = 0.8 -> 0; 0.2*5 = 1; 0.25*7 = 1.75 -> 1; 0.3*10 = 3 (0.3*10 is 3.0000000000000004)
+    # int(beta n) rounds down: 0.2*4 = 0.8 -> 0; 0.2*5 = 1; 0.25*7 = 1.75 -> 1; 0.3*10 = 3; 0.29*100 = 28.99... -> 28
     assert [trim_count(4, 0.2), trim_count(5, 0.2), trim_count(7, 0.25), trim_count(10, 0.3)] == [0, 1, 1, 3]
+    assert trim_count(100, 0.29) == 28
     for bad in (0.5, -0.1, True, "0.2", float("nan")):
         with pytest.raises(ValueError, match="beta"):
             FedTrimmedAvg(bad)
@@ -290,7 +306,7 @@ def malformed_round():
 def test_screen_replies_rejects_and_logs_each_malformed_reply(caplog):
     g, good, bad = malformed_round()
     with caplog.at_level(logging.WARNING, logger="ttslab.federated"):
-        accepted, rejected = screen_replies(g, bad[::-1] + good, server_round=4)
+        accepted, rejected = screen_replies(g, bad[::-1] + good[::-1], server_round=4)
     assert [r.client_id for r in accepted] == [0, 1, 2]
     assert [b.client_id for b in rejected] == [10, 11, 12, 13, 14, 15, 16, 17, 18, 18]
     reasons = {b.client_id: b.reason for b in rejected}
@@ -335,3 +351,17 @@ def test_skip_malformed_applies_the_wrapped_strategys_checks_and_fails_when_none
         momentum.aggregate(g, [], 5)
     with pytest.raises(TypeError, match="Strategy"):
         SkipMalformed(FedAvg)
+
+
+def test_skip_malformed_passes_settings_and_state_through():
+    g, good, bad = malformed_round()
+    wrapped = SkipMalformed(FedAvgM(server_lr=1.0, momentum=0.5))
+    wrapped.aggregate(g, good + bad, 1)
+    plain = FedAvgM(server_lr=1.0, momentum=0.5)
+    plain.aggregate(g, good, 1)
+    assert wrapped.state_dict()["rounds"] == 1 and same(wrapped.state_dict()["momentum"], plain.state_dict()["momentum"])
+    fresh = SkipMalformed(FedAvgM(server_lr=1.0, momentum=0.5))
+    fresh.load_state_dict(wrapped.state_dict())
+    assert same(fresh.aggregate(g, good, 2), plain.aggregate(g, good, 2))
+    assert SkipMalformed(FedProx(0.1)).client_options() == {"mu": 0.1}
+    assert wrapped.hyperparameters() == {"server_lr": 1.0, "momentum": 0.5} and "FedAvgM" in repr(wrapped)

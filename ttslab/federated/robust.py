@@ -39,7 +39,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ttslab.federated.strategies import FedAvg, Reply, Strategy, client_sort_key, weighted_mean64  # noqa: F401 (FedAvg: doctest)
+from ttslab.federated.strategies import FedAvg, Reply, Strategy, client_sort_key, weighted_mean64  # noqa: F401
 from ttslab.federated.weights import UpdateError, Weights, check_weights, validate_update
 
 log = logging.getLogger("ttslab.federated")
@@ -198,9 +198,10 @@ def coordinate_median(values: torch.Tensor) -> torch.Tensor:
 def trim_count(n: int, beta: float) -> int:
     """How many values a trimmed mean drops at *each* end: ``b = int(beta * n)`` (rounded down, as
     Flower's FedTrimmedAvg and ``scipy.stats.trim_mean``); ``beta < 0.5`` keeps ``n - 2b >= 1``.
+    The product is a float: ``0.29 * 100`` is ``28.999999999999996``, so 28 values are trimmed, as in Flower.
 
-    >>> [trim_count(n, 0.2) for n in (4, 5, 9, 10)]
-    [0, 1, 1, 2]
+    >>> [trim_count(n, 0.2) for n in (4, 5, 9, 10)], trim_count(100, 0.29)
+    ([0, 1, 1, 2], 28)
     """
     return int(check_beta(beta) * n)
 
