@@ -65,9 +65,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ttslab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ttslab.checkpoint import save_checkpoint
 from ttslab.device import resolve_device, to_device
 from ttslab.train import Batches, History, TrainConfig, lr_factor, make_optimizer, seed_everything
+from ttslab.train.loop import restore_run
 
 __all__ = ["backend_for", "init_process_group", "shard", "fit_ddp", "WeightFn"]
 
@@ -179,16 +180,9 @@ def fit_ddp(model: torch.nn.Module, loss_fn: Callable, batches: Batches, config:
 
     _barrier(world_size)  # no rank looks for a checkpoint while another may still be writing one
     if ckpt is not None and resume and ckpt.is_file():
-        state = load_checkpoint(ckpt)
-        if state.get("run_config") != run_config:
-            raise CheckpointError(f"{ckpt} was written by a run with other settings; delete {ckpt.parent} or "
-                                  f"pass resume=False to start over")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = restore_run(ckpt, run_config, model, optimizer, scheduler, device)
         step, epoch, index = state["step"], state["epoch"], state["index"]
         history = History.from_dict(state["history"])
-        torch.set_rng_state(state["torch_rng"])
 
     wrapped = model
     if world_size > 1:
@@ -202,6 +196,7 @@ def fit_ddp(model: torch.nn.Module, loss_fn: Callable, batches: Batches, config:
             save_checkpoint(ckpt, model, model_config=model_config, optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), step=step, epoch=at_epoch, index=at_index,
                             history=history.to_dict(), torch_rng=torch.get_rng_state(), run_config=run_config,
+                            cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                             world_size=world_size, accumulate=accumulate)
         _barrier(world_size)  # every rank continues (or exits) only once the file is complete
 

@@ -237,6 +237,29 @@ def evaluate(model: torch.nn.Module, loss_fn: LossFn, batches: Batches | Sequenc
     return {k: v / n for k, v in sums.items()}
 
 
+def restore_run(ckpt: Path, run_config: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler, device: torch.device) -> dict:
+    """Load a training checkpoint into ``model``, ``optimizer`` and ``scheduler`` and restore the RNG
+    state; return the whole checkpoint (step, batch position, history, ...) for the caller's loop.
+
+    Refuses a checkpoint written under another ``run_config`` (what a resumed run must share with the
+    interrupted one), so a resumed run reproduces an uninterrupted one. Used by :func:`fit` and by
+    :func:`ttslab.distributed.fit_ddp`.
+    """
+    state = load_checkpoint(ckpt)
+    if state.get("run_config") != run_config:
+        raise CheckpointError(f"{ckpt} was written by a run with other settings; delete {ckpt.parent} or "
+                              f"pass resume=False to start over")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    # dropout on a GPU draws from the CUDA generator; a run resumed on the CPU has no use for it
+    if device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    return state
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                              betas=config.betas, weight_decay=config.weight_decay)
@@ -288,21 +311,11 @@ def _fit(model, loss_fn, train_batches, config, *, valid_batches, ckpt_dir, resu
                   "model": dict(model_config or {})}
 
     if ckpt is not None and resume and ckpt.is_file():
-        state = load_checkpoint(ckpt)
-        if state.get("run_config") != run_config:
-            raise CheckpointError(f"{ckpt} was written by a run with other settings; delete {ckpt.parent} or "
-                                  f"pass resume=False to start over")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = restore_run(ckpt, run_config, model, optimizer, scheduler, device)
         step, epoch, index = state["step"], state["epoch"], state["index"]
         history = History.from_dict(state["history"])
         best_state, bad_validations = state.get("best_model"), state.get("bad_validations", 0)
         elapsed = history.seconds
-        torch.set_rng_state(state["torch_rng"])
-        # dropout on a GPU draws from the CUDA generator; a run resumed on the CPU has no use for it
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
 
     def save(at_epoch: int, at_index: int) -> None:
         history.seconds = elapsed + (time.perf_counter() - t0)
