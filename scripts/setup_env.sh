@@ -18,7 +18,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "setuptools==80.10.2"
   # torch first, alone: its pin keeps pip from pulling a multi-GB CUDA build through another package
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt "torch==2.13.0"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,notebooks]"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,notebooks,federated,serving,privacy,export]"
   echo "$want" > "$stamp"
 fi
 "$VENV/bin/python" -c 'import ttslab, torch, librosa; print(f"== ttslab {ttslab.__version__}, torch {torch.__version__}, librosa {librosa.__version__}")'
