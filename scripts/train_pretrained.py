@@ -41,7 +41,7 @@ RECIPES = {
     "vocoder": ("vocoder", "ttslab.train.vocoder", ["--mode", "full", "--out", "{build}/vocoder_full.pt"],
                 "vocoder_full.pt", "vocoder_full.json"),
     "fastspeech_teacher": ("fastspeech", "ttslab.train.fastspeech",
-                           ["--mode", "full", "--size", "teacher", "--steps", "1000",
+                           ["--mode", "full", "--size", "teacher", "--steps", "5000",
                             "--out", "{build}/fastspeech_teacher.pt"],
                            "fastspeech_teacher.pt", "fastspeech_teacher.pt.log.json"),
     "dnn": ("dnn_voice", "ttslab.train.dnn_spss", ["--mode", "full", "--out", "{build}/dnn"],
@@ -79,6 +79,11 @@ def register_file(name: str, kind: str, src: Path, log: dict, log_name: str, cmd
                       "parameters": parameters(kind, dst, digest), "command": cmd, "log": log_name,
                       "threads": log.get("threads"),
                       "train_seconds": _seconds(log.get("seconds_training", log.get("seconds", log.get("model_seconds"))))}
+    # where it was trained: the recipe picks a GPU when there is one (--device auto), so the same command
+    # runs on a CPU; a GPU-trained entry says which device and what the CPU would need
+    for key in ("device", "device_name", "cpu_seconds_estimate", "cpu_estimate_basis"):
+        if log.get(key) is not None:
+            registry[name][key] = log[key]
 
 
 def _seconds(value) -> float | None:

@@ -129,6 +129,14 @@ def training_log(model: FastSpeech, history: History, train_config: TrainConfig,
             **getattr(model, "train_info", {}), **info}
 
 
+def device_name(model: torch.nn.Module) -> str:
+    """What the model was trained on, for the registry: the GPU's name, or the CPU's architecture."""
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.machine()})"
+
+
 def cached_fastspeech(mode: str, size: str | None = None, progress: bool = True,
                       device: str | torch.device = "auto") -> FastSpeech:
     """The model of ``size`` (default: tiny in "ci" mode, else the teacher) trained on the built-in corpus
@@ -189,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     log = training_log(model, history, train_config, corpus_mode=args.mode, size=size,
                        wall_seconds=round(time.perf_counter() - t0, 1),
                        cpu_seconds=round(time.process_time() - cpu0, 1), command=" ".join(sys.argv),
-                       device=str(next(model.parameters()).device))
+                       device=str(next(model.parameters()).device), device_name=device_name(model))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     digest = model.save(out, half=not args.fp32,
