@@ -36,7 +36,6 @@ import re
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ttslab.distill.losses import check_alpha, check_temperature, soft_kl
