@@ -11,7 +11,7 @@ classification (compute seconds per second of speech, one thread), training seco
 knowledge": the phone pairs the teacher's soft labels (``T = 4``) call most alike.
 
     python benchmarks/distill.py --mode ci --part classic     # 2 speakers, a few steps (~30 s)
-    python benchmarks/distill.py --mode full --part classic   # 4 speakers, ~3.5 k windows (~12-15 min, 1 thread)
+    python benchmarks/distill.py --mode full --part classic   # 4 speakers, ~4.1 k windows (~6-7 min of one free core)
 
 Results go to ``<out>/distill_<mode>.json`` and ``.md``. One seed per model: differences of a few
 tenths of a point between students are within what another seed would move.

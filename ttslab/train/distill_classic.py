@@ -5,8 +5,8 @@ speakers; training windows from the **train** split, accuracy on the **test** sp
 sentences). Sizes per mode (:func:`default_settings`):
 
 * full: 4 speakers (en_us_m, en_us_f, en_gb_f, en_ca_f) x 330 training / 40 test sentences
-  (~3.5 k windows of 100 frames, ~1.1 h of speech); teacher 1200 steps, each student 400 steps,
-  batch 32; about 12-15 min on one CPU thread in all (13 trainings);
+  (~4.1 k windows of 100 frames, ~66 min of speech); teacher 600 steps, each student 250 steps,
+  batch 32; about 6-7 min of one CPU core in all (13 trainings);
 * ci: 2 speakers x 16 / 4 sentences, a few steps per model: seconds, for tests and CI.
 
 Command line (prints the table; ``--out`` writes the JSON log with the exact command)::
