@@ -1,6 +1,14 @@
 """Knowledge distillation, measured: the classic experiment (soft labels, temperature, less labelled data).
 
-``--part classic`` (the only part so far; the TTS students of issue 10 will add their own parts):
+``--part export``: a FastSpeech exported to ONNX (:mod:`ttslab.distill.export`) and run with onnxruntime
+on one thread, against PyTorch on one thread, and its dynamic int8 quantization: file size, real-time
+factor of the acoustic model alone (compute seconds per second of generated speech, no vocoder), the
+largest difference to PyTorch, and the int8 mel's mean absolute difference to fp32 (on utterances where
+both chose the same durations). Full mode: the registered ``fastspeech_teacher`` and an untrained
+``small``-config model (the student's architecture: speed and size only until the students exist);
+ci mode: an untrained ``tiny`` model.
+
+``--part classic`` (the TTS students of issue 10 will add their own parts):
 frame-level phone classification from log-mel on the built-in corpus
 (:mod:`ttslab.distill.classic`, recipe :mod:`ttslab.train.distill_classic`). A BiLSTM teacher, then
 students of one size (a BiGRU ~10x smaller), all with the same step budget: from scratch, distilled
@@ -12,6 +20,7 @@ knowledge": the phone pairs the teacher's soft labels (``T = 4``) call most alik
 
     python benchmarks/distill.py --mode ci --part classic     # 2 speakers, a few steps (~30 s)
     python benchmarks/distill.py --mode full --part classic   # 4 speakers, ~4.1 k windows (~6-7 min of one free core)
+    python benchmarks/distill.py --mode full --part export    # teacher + small, 10 test sentences (~1-2 min)
 
 Results go to ``<out>/distill_<mode>.json`` and ``.md``. One seed per model: differences of a few
 tenths of a point between students are within what another seed would move.
@@ -27,7 +36,7 @@ except ModuleNotFoundError:
 if __name__ == "__main__":
     harness.pin_blas_env()  # one BLAS thread, before numpy/torch start their pools
 
-PARTS = ("classic",)
+PARTS = ("classic", "export")
 
 
 def classic(mode: str) -> dict:
@@ -62,6 +71,102 @@ def classic(mode: str) -> dict:
                         "speedup": teacher["rtf"] / scratch["rtf"]}}
 
 
+def export_one(name: str, model, sentences: list[str], folder) -> dict:
+    import numpy as np
+
+    from ttslab.distill.export import export_onnx, onnx_session, quantize_int8, run_onnx, seconds_per_call
+    from ttslab.dsp.spectral import HOP, SAMPLE_RATE
+    from ttslab.models.fastspeech import text_to_inputs
+
+    fp32 = export_onnx(model, folder / f"{name}.onnx")
+    int8 = quantize_int8(fp32, folder / f"{name}_int8.onnx")
+    sessions = {"onnx fp32": onnx_session(fp32), "onnx int8": onnx_session(int8)}
+    inputs = [text_to_inputs(text, "en_us_m") for text in sentences]
+    torch_out = [model.infer(x, 0) for x in inputs]
+    audio_s = sum(len(o["mel"]) for o in torch_out) * HOP / SAMPLE_RATE
+    rows = [{"model": name, "runtime": "pytorch fp32", "parameters": model.num_parameters(),
+             "rtf": seconds_per_call(lambda: [model.infer(x, 0) for x in inputs]) / audio_s}]
+    ref = [run_onnx(sessions["onnx fp32"], x, 0) for x in inputs]
+    for runtime, session in sessions.items():
+        outs = [run_onnx(session, x, 0) for x in inputs]
+        same = [(o, r) for o, r in zip(outs, ref) if np.array_equal(o["durations"], r["durations"])]
+        row = {"model": name, "runtime": runtime, "parameters": model.num_parameters(),
+               "file_bytes": (fp32 if runtime == "onnx fp32" else int8).stat().st_size,
+               "rtf": seconds_per_call(lambda: [run_onnx(session, x, 0) for x in inputs]) / audio_s,
+               "same_durations": f"{len(same)}/{len(outs)}",
+               "mel_mae_vs_fp32": float(np.mean([np.abs(o["mel"] - r["mel"]).mean() for o, r in same])) if same else None}
+        if runtime == "onnx fp32":
+            row["max_abs_diff_vs_pytorch"] = max(float(np.abs(o["mel"] - t["mel"].numpy()).max())
+                                                 for o, t in zip(outs, torch_out))
+        rows.append(row)
+    return {"rows": rows, "audio_seconds": audio_s}
+
+
+def export(mode: str) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from ttslab.data.builtin import read_prompts
+    from ttslab.models.fastspeech import FastSpeech, FastSpeechConfig
+
+    sentences = read_prompts("en_test")[: 10 if mode == "full" else 2]
+    models = {}
+    if mode == "full":
+        from ttslab import pretrained
+
+        models["teacher (registered)"] = pretrained.load("fastspeech_teacher")
+        torch.manual_seed(0)
+        models["small (untrained)"] = FastSpeech(FastSpeechConfig.small(speakers=models["teacher (registered)"].speakers))
+    else:
+        torch.manual_seed(0)
+        models["tiny (untrained)"] = FastSpeech(FastSpeechConfig.tiny())
+    for name, m in models.items():
+        if "untrained" in name:  # ~3.5 frames a phone instead of an untrained predictor's ~0
+            with torch.no_grad():
+                m.duration_predictor.proj.bias.fill_(1.5)
+        m.eval()
+    rows, audio = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, m in models.items():
+            r = export_one(name.split(" ")[0], m, sentences, Path(tmp))
+            for row in r["rows"]:
+                row["model"] = name
+            rows += r["rows"]
+            audio[name] = r["audio_seconds"]
+    fp32 = [r for r in rows if r["runtime"] == "onnx fp32"]
+    return {"rows": rows, "sentences": len(sentences), "audio_seconds": audio,
+            "summary": {"max_abs_diff_vs_pytorch": max(r["max_abs_diff_vs_pytorch"] for r in fp32),
+                        **{f"{r['model']} {r['runtime']} rtf": r["rtf"] for r in rows}}}
+
+
+def carried_over(json_path, parts: list[str]) -> dict:
+    """The parts *not* run now from the previous results file of this mode, each with the command and commit
+    that measured it (``measured_by``), so running one part keeps the others' tables."""
+    import json
+
+    if not json_path.is_file():
+        return {}
+    old = json.loads(json_path.read_text())
+    meta = old.get("meta", {})
+    kept = {}
+    for part in PARTS:
+        if part not in parts and part in old:
+            kept[part] = {**old[part], "measured_by": old[part].get("measured_by") or {
+                "command": meta.get("command"), "commit": meta.get("commit"), "dirty": meta.get("dirty"),
+                "wall_seconds": meta.get("wall_seconds")}}
+    return kept
+
+
+def measured_by(part: dict) -> list[str]:
+    m = part.get("measured_by")
+    if not m:
+        return []
+    return ["", f"(This part comes from an earlier run: `{m['command']}`, commit `{(m['commit'] or '?')[:12]}`"
+                f"{' with uncommitted changes' if m.get('dirty') else ''}, {(m.get('wall_seconds') or 0) / 60:.1f} min.)"]
+
+
 def to_markdown(results: dict) -> str:
     from ttslab.train.distill_classic import table
 
@@ -85,6 +190,21 @@ def to_markdown(results: dict) -> str:
                   f"(mean probability of the second phone on frames of the first, training frames):", "",
                   "| phone | alike | mean p_T |", "|---|---|---:|"]
         lines += [f"| {r['phone']} | {r['confused_with']} | {r['mean_prob']:.3f} |" for r in c["top_confusions"]]
+        lines += measured_by(c)
+    e = results.get("export")
+    if e:
+        lines += ["", "## ONNX export and int8 quantization (acoustic model only, one thread)", "",
+                  f"{e['sentences']} test sentences, speaker en_us_m. RTF: compute seconds per second of generated "
+                  f"speech.", "",
+                  "| model | runtime | parameters | file MB | RTF | max abs diff to PyTorch | same durations | "
+                  "mel MAE vs fp32 |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in e["rows"]:
+            mb = f"{r['file_bytes'] / 1e6:.2f}" if "file_bytes" in r else ""
+            diff = f"{r['max_abs_diff_vs_pytorch']:.1e}" if "max_abs_diff_vs_pytorch" in r else ""
+            mae = "" if r.get("mel_mae_vs_fp32") is None else f"{r['mel_mae_vs_fp32']:.4f}"
+            lines.append(f"| {r['model']} | {r['runtime']} | {r['parameters']:,} | {mb} | {r['rtf']:.4f} | {diff} | "
+                         f"{r.get('same_durations', '')} | {mae} |")
+        lines += measured_by(e)
     return "\n".join(lines) + "\n"
 
 
@@ -94,10 +214,12 @@ def main(argv=None):
                         help="which part to run (repeatable; default: all)")
     args, run = harness.start("distill", parser, argv)
     parts = args.part or list(PARTS)
-    results = {}
+    results = carried_over(run.paths[0], parts)
     if "classic" in parts:
         results["classic"] = classic(args.mode)
-    results["summary"] = {p: results[p]["summary"] for p in parts}
+    if "export" in parts:
+        results["export"] = export(args.mode)
+    results["summary"] = {p: results[p]["summary"] for p in PARTS if p in results}
     return run.write(results, to_markdown)
 
 
