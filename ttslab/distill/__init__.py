@@ -10,7 +10,9 @@
   (:func:`distill`): soft targets, output KD (the teacher's mel), feature KD (FitNets hints through
   learned projections), duration KD (the teacher's durations, hard or as a soft distribution);
 * :mod:`~.classic` -- the classic experiment on speech: an LSTM teacher and a GRU student classify
-  log-mel frames into phones; temperature and alpha sweep, less labelled data, "dark knowledge".
+  log-mel frames into phones; temperature and alpha sweep, less labelled data, "dark knowledge";
+* :mod:`~.export` -- a FastSpeech as one ONNX graph for onnxruntime (parity with PyTorch within 1e-4)
+  and its dynamic int8 quantization (imported on demand: ``from ttslab.distill.export import ...``).
 
 Recipes (data, settings per mode, command lines) are ``ttslab.train.distill_*``.
 """
