@@ -317,3 +317,31 @@ def test_feature_kd_on_missing_layers_and_mismatched_models_is_refused():
         DurationKD("gaussian")
     with pytest.raises(ValueError, match="temperature"):
         SoftTargetKD(T=0)
+
+
+def test_sequence_level_items_hold_the_teachers_output_and_train_a_student():
+    from ttslab.distill.sequence import teacher_generated_items
+    from ttslab.models.fastspeech import collate_fastspeech
+
+    teacher, student = fs_models()
+    b = fs_batch(2)
+    items = []
+    for i in range(3):
+        n, t = int(b["phone_lengths"][i]), int(b["mel_lengths"][i])
+        items.append({"utt_id": f"u{i}", "speaker": int(b["speaker"][i]), "phone_ids": b["phone_ids"][i, :n].numpy(),
+                      "durations": b["durations"][i, :n].numpy(), "mel": b["mel"][i, :t].numpy(),
+                      "pitch": b["pitch"][i, :n].numpy(), "energy_phone": b["energy"][i, :n].numpy(),
+                      "f0": np.zeros(t, np.float32), "energy": np.zeros(t, np.float32),
+                      "stress": b["stress"][i, :n].numpy(), "word_position": b["word_position"][i, :n].numpy()})
+    generated = teacher_generated_items(teacher, items)
+    for it, g in zip(items, generated):
+        ref = teacher.infer({k: it[k] for k in ("phone_ids", "stress", "word_position")}, it["speaker"])
+        assert np.array_equal(g["mel"], ref["mel"].numpy()) and np.array_equal(g["durations"], ref["durations"].numpy())
+        assert g["durations"].sum() == len(g["mel"]) == len(g["f0"]) and np.allclose(np.exp(g["pitch"]), ref["pitch"])
+        assert np.array_equal(g["phone_ids"], it["phone_ids"]) and it["mel"] is not g["mel"]  # inputs kept, copies
+    forced = teacher_generated_items(teacher, items, teacher_durations=False)
+    assert all(np.array_equal(f["durations"], it["durations"]) for f, it in zip(forced, items))
+    loss, logs = fastspeech_loss(student, collate_fastspeech(generated))
+    assert torch.isfinite(loss) and set(logs) >= {"mel", "duration", "pitch", "energy"}
+    with pytest.raises(KeyError, match="stress"):
+        teacher_generated_items(teacher, [{k: v for k, v in items[0].items() if k != "stress"}])
