@@ -18,7 +18,8 @@ bucketize that ONNX cannot express the same way), speaking-rate/pitch/energy con
 defaults. Anything else is refused with a :class:`ValueError` before any export starts.
 
 Dynamic int8 quantization (:func:`quantize_int8`, onnxruntime's ``quantize_dynamic``) stores the
-weights of the matrix multiplications and convolutions in int8 and quantizes activations on the fly.
+weights of the matrix multiplications (optionally the convolutions too) in int8 and quantizes the
+activations on the fly.
 """
 
 from __future__ import annotations
@@ -147,13 +148,19 @@ def run_onnx(session, inputs: dict, speaker: int) -> dict:
     return {"mel": mel[0], "durations": durations[0]}
 
 
-def quantize_int8(path: str | Path, out: str | Path) -> Path:
-    """Dynamic int8 quantization of an exported graph (weights of MatMul/Gemm/Conv in int8); return ``out``."""
+def quantize_int8(path: str | Path, out: str | Path, *, convolutions: bool = False) -> Path:
+    """Dynamic int8 quantization of an exported graph; return ``out``.
+
+    The weights of the matrix multiplications (MatMul/Gemm: attention, linear layers) are stored in
+    int8; with ``convolutions`` the Conv weights too (a much smaller file, but onnxruntime's integer
+    convolution is slower than its float one on CPU: measure before choosing).
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
-    quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "Conv"])
+    ops = ["MatMul", "Gemm"] + (["Conv"] if convolutions else [])
+    quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=ops)
     tmp.replace(out)
     return out
 
