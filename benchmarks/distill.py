@@ -195,7 +195,8 @@ def to_markdown(results: dict) -> str:
                   f"{d['window_frames']} frames ({d['train_frames']} frames), {d['test_frames']} test frames "
                   f"(held-out sentences). Teacher {st['teacher_steps']} steps, every student "
                   f"{st['student_steps']} steps, batch {st['batch_size']}. RTF: compute seconds per second of "
-                  f"speech, one thread.", "", table(c["rows"]),
+                  f"speech, one thread (best of 2). train s: wall-clock seconds on a shared machine (see the load "
+                  f"average in the footer), not CPU time. One seed per model.", "", table(c["rows"]),
                   f"Student: {s['parameter_ratio']:.1%} of the teacher's parameters, {s['speedup']:.1f}x faster. "
                   f"Best distilled student (all labels): T={s['best_kd']['T']:g}, alpha={s['best_kd']['alpha']:g}, "
                   f"{s['kd_gain_points_full_labels']:+.2f} points over scratch. With "
