@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 
 def probe_in_subprocess(mode: str, settings: dict) -> dict:
     """:func:`memory_probe` in a fresh interpreter, so its peak RSS is its own."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--mode", mode, "--probe", json.dumps(settings)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), f"--mode={mode}", "--probe", json.dumps(settings)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=HERE.parent)
     if done.returncode != 0:
         raise RuntimeError(f"memory probe failed ({done.returncode}): {done.stderr[-2000:]}")
