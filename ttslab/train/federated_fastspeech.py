@@ -241,8 +241,8 @@ def compare_strategies(fed: Federation, meter: VoiceMeter | None = None, progres
         runs[name] = run_strategy(fed, strategy, clients, progress=progress)
     out = {"partition": {k: summary[k] for k in ("kind", "num_clients", "non_iid_index")}, "rows": {}}
     for name, result in runs.items():
-        row = {"curve": _curve(result, scale_bytes=name != "centralized"), "final_mel": result.history[-1]["eval"]["mel"],
-               "bytes_total": 0 if name == "centralized" else result.comm.total,
+        row = {"curve": _curve(result, scale_bytes=name != "centralized"),
+               "final_mel": result.history[-1]["eval"]["mel"], "bytes_total": 0 if name == "centralized" else result.comm.total,
                "steps": c.rounds * c.clients_per_round * c.local_steps}
         if meter is not None:
             row.update(meter.measure(model_from(fed, result.weights)))
