@@ -312,6 +312,22 @@ def test_checkpoints_of_another_run_or_damaged_ones(tmp_path):
     assert same(longer.weights, run(FedAvg(), dataclasses.replace(sim, rounds=3, checkpoint_dir=None)).weights)
 
 
+def test_a_failed_round_leaves_the_last_checkpoint_as_it_was(tmp_path):
+    sim = SimulationConfig(rounds=2, clients_per_round=2, checkpoint_dir=str(tmp_path))
+    two = run(FedAvg(), sim)
+
+    def break_round_3(reply, weights, t):
+        if t != 3:
+            return reply
+        return dataclasses.replace(reply, weights={**reply.weights, "body.weight": reply.weights["body.weight"] * math.nan})
+
+    with pytest.raises(UpdateError, match="NaN"):
+        run(FedAvg(), dataclasses.replace(sim, rounds=3), reply_fn=break_round_3)
+    newest = latest_checkpoint(tmp_path)
+    assert newest.name == "round_000002.pt"
+    assert same(torch.load(newest, weights_only=True)["weights"], two.weights)
+
+
 def test_straggler_steps_and_config_checks():
     assert [straggler_steps(10, s) for s in (1.0, 2.0, 3.0, 20.0)] == [10, 5, 3, 1]
     for bad in (dict(dropout=1.0), dict(straggler=-0.1), dict(slowdown=0.5), dict(straggler_policy="x"),
