@@ -319,7 +319,8 @@ def test_a_failed_round_leaves_the_last_checkpoint_as_it_was(tmp_path):
     def break_round_3(reply, weights, t):
         if t != 3:
             return reply
-        return dataclasses.replace(reply, weights={**reply.weights, "body.weight": reply.weights["body.weight"] * math.nan})
+        poisoned = {**reply.weights, "body.weight": reply.weights["body.weight"] * math.nan}
+        return dataclasses.replace(reply, weights=poisoned)
 
     with pytest.raises(UpdateError, match="NaN"):
         run(FedAvg(), dataclasses.replace(sim, rounds=3), reply_fn=break_round_3)
