@@ -371,7 +371,12 @@ def test_every_experiment_runs_at_toy_size(ci_corpus):
     from ttslab.train.federated_fastspeech import run_all, summary_metrics
 
     out = run_all(ci_corpus, tiny_settings(alphas=(0.1,), sweep_rounds=1), voices=False)
-    assert set(out["strategies"]["rows"]) == {"centralized", "fedavg", "fedprox", "fedasync"}
+    rows = out["strategies"]["rows"]
+    assert set(rows) == {"centralized", "fedavg", "fedprox", "fedasync", "fedavg, IID clients",
+                         "fedavgm (server momentum 0.9)", "fedavg, 2 rounds"}
+    # the same client steps everywhere, except the run with clients_per_round times more rounds
+    assert {r["steps"] for n, r in rows.items() if n != "fedavg, 2 rounds"} == {4}
+    assert rows["fedavg, 2 rounds"]["steps"] == 8 and rows["fedavg, 2 rounds"]["rounds"] == 2
     assert [r["alpha"] for r in out["alpha_sweep"]["rows"]] == [0.1, "iid"]
     dropout = next(r for r in out["failures"]["rows"] if "dropout" in r["case"])
     assert dropout["updates"] + dropout["dropped"] == 2    # 1 round x 2 sampled clients

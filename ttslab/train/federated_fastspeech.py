@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from ttslab.data.speakers import ENGLISH_SPEAKERS
-from ttslab.federated import (ClientConfig, ClientData, FedAsync, FedAvg, FedProx, SimulationConfig, Strategy,
+from ttslab.federated import (ClientConfig, ClientData, FedAsync, FedAvg, FedAvgM, FedProx, SimulationConfig, Strategy,
                               UtteranceKey, build_model, evaluate, make_partition, simulate)
 from ttslab.models.fastspeech import (FastSpeech, FastSpeechConfig, collate_fastspeech, fastspeech_items,
                                       fastspeech_loss, stats_from_items, utterance_inputs)
@@ -232,18 +232,31 @@ def run_centralized(fed: Federation, rounds: int | None = None, progress: bool =
 
 
 def compare_strategies(fed: Federation, meter: VoiceMeter | None = None, progress: bool = False) -> dict:
-    """Centralized vs FedAvg, FedProx, FedAsync on one-speaker clients (module docstring)."""
+    """Centralized vs FedAvg, FedProx, FedAsync on one-speaker clients (module docstring), and three
+    rows that take the gap apart: FedAvg on IID clients (the same steps: how much is non-IID-ness?),
+    FedAvgM (server momentum 0.9) and FedAvg for ``clients_per_round`` times more rounds (each client
+    then takes as many *sequential* steps as the centralized run: averaging K parallel runs of s steps
+    makes less progress than one run of K s steps)."""
     c = fed.config
     clients, summary = fed.clients("speaker")
+    iid_clients, _ = fed.clients("iid", num_clients=len(clients), seed=c.seed)
     runs = {"centralized": run_centralized(fed, progress=progress)}
     for name, strategy in (("fedavg", FedAvg()), ("fedprox", FedProx(mu=c.mu)),
                            ("fedasync", FedAsync(alpha=c.async_alpha, staleness="polynomial"))):
         runs[name] = run_strategy(fed, strategy, clients, progress=progress)
+    runs["fedavg, IID clients"] = run_strategy(fed, FedAvg(), iid_clients, progress=progress)
+    runs["fedavgm (server momentum 0.9)"] = run_strategy(fed, FedAvgM(server_lr=1.0, momentum=0.9), clients,
+                                                         progress=progress)
+    long_rounds = c.rounds * c.clients_per_round
+    runs[f"fedavg, {long_rounds} rounds"] = run_strategy(fed, FedAvg(), clients, progress=progress,
+                                                         sim_config=c.sim_config(rounds=long_rounds))
     out = {"partition": {k: summary[k] for k in ("kind", "num_clients", "non_iid_index")}, "rows": {}}
     for name, result in runs.items():
+        rounds = len(result.history) - 1
         row = {"curve": _curve(result, scale_bytes=name != "centralized"),
-               "final_mel": result.history[-1]["eval"]["mel"], "bytes_total": 0 if name == "centralized" else result.comm.total,
-               "steps": c.rounds * c.clients_per_round * c.local_steps}
+               "final_mel": result.history[-1]["eval"]["mel"],
+               "bytes_total": 0 if name == "centralized" else result.comm.total,
+               "steps": rounds * c.clients_per_round * c.local_steps, "rounds": rounds}
         if meter is not None:
             row.update(meter.measure(model_from(fed, result.weights)))
         out["rows"][name] = row
