@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from test_federated_core import Toy, toy_data, toy_loss  # tests/ is on sys.path under pytest (rootdir conftest)
-from ttslab.federated import ClientConfig, FedAvg, Reply, SkipMalformed, client_update, initial_weights
+from ttslab.federated import ClientConfig, FedAvg, SkipMalformed, client_update, initial_weights
 from ttslab.federated.privacy import epsilon_for
 from ttslab.federated.simulator import SimulationConfig, latest_checkpoint, simulate
 
