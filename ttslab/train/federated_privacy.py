@@ -221,9 +221,11 @@ def frame_batches(corpus, clients: int, frames: int, split: str = "test", offset
              torch.full((frames,), int(data[k]["speaker"]))) for k in range(clients)]
 
 
-def frame_clients(corpus, frames_per_client: int, seed: int = 0) -> tuple[list[ClientData], tuple]:
-    """One frame-classification client per English speaker (every 4th frame of its training
-    utterances, up to ``frames_per_client``), and held-out ``(frames, labels)`` from the test split."""
+def frame_clients(corpus, frames_per_speaker: int, clients: int = 10, seed: int = 0) -> tuple[list[ClientData], tuple]:
+    """Frame-classification clients: every 4th frame of the first training utterances of each English
+    speaker (up to ``frames_per_speaker``), pooled and dealt out at random to ``clients`` clients
+    (IID: one-speaker clients would each pull the classifier to their own label), and held-out
+    ``(frames, labels)`` from the test split."""
     from ttslab.data.datasets import AcousticDataset
 
     speakers = FastSpeechConfig.tiny().speakers
@@ -238,13 +240,15 @@ def frame_clients(corpus, frames_per_client: int, seed: int = 0) -> tuple[list[C
                 out[speakers.index(s)] = torch.from_numpy(mel[:per_speaker].astype(np.float32))
         return out
 
-    train = frames_of("train", frames_per_client)
-    clients = [ClientData(k, [{"frames": f, "speaker": torch.tensor(k)} for f in train[k]], collate_frames)
-               for k in sorted(train)]
+    train = frames_of("train", frames_per_speaker)
+    items = [{"frames": f, "speaker": torch.tensor(k)} for k in sorted(train) for f in train[k]]
+    order = np.random.default_rng(seed).permutation(len(items))
+    shares = np.array_split(order, clients)
+    data = [ClientData(k, [items[i] for i in sorted(share)], collate_frames) for k, share in enumerate(shares)]
     test = frames_of("test", 64)
     x = torch.cat([test[k] for k in sorted(test)])
     y = torch.cat([torch.full((len(test[k]),), k) for k in sorted(test)])
-    return clients, (x, y)
+    return data, (x, y)
 
 
 def collate_frames(items: list[dict]) -> dict:
