@@ -65,3 +65,26 @@ def test_dlg_recovers_frames_without_defence_and_fails_under_dp_noise():
                          DPFedAvg(max_norm=update_norm, noise_multiplier=0.5, seed=1), iterations=2)
     assert noisy["nmse"] > 0.5                            # nothing better than a guess at the mean
     assert noisy["nmse"] > 10 * clear["nmse"]
+
+
+def test_backdoor_poisoning_and_its_success_measure():
+    from ttslab.federated.backdoor import add_trigger, backdoor_accuracy, poison
+
+    frames = smooth_frames(6, 4)
+    items = [{"frames": f, "speaker": torch.tensor(k % 2)} for k, f in enumerate(frames)]
+    poisoned = poison(items, target=4, fraction=0.5, width=3, level=2.0)
+    assert len(poisoned) == 9 and all(int(it["speaker"]) == 4 for it in poisoned[6:])
+    assert torch.equal(poisoned[6]["frames"][:3], torch.full((3,), 2.0))
+    assert torch.equal(poisoned[6]["frames"][3:], frames[0][3:]) and poisoned[0] is items[0]
+
+    class TriggerDetector(torch.nn.Module):            # says 4 when band 0 is high, else the true speaker 0
+        def forward(self, x):
+            out = torch.zeros(len(x), 5)
+            out[:, 0] = 1.0
+            out[x[:, 0] > 1.0, 4] = 2.0
+            return out
+
+    labels = torch.tensor([0, 0, 4, 0, 0, 0])
+    acc = backdoor_accuracy(TriggerDetector(), frames, labels, target=4, width=3, level=2.0)
+    assert acc == {"clean": 5 / 6, "backdoor": 1.0}
+    assert torch.equal(add_trigger(frames, width=3, level=2.0)[:, 3:], frames[:, 3:])
