@@ -28,6 +28,11 @@ One synchronous round ``t``, with global weights ``w^t`` (a ``{name: tensor}`` d
   names, shape or dtype) with a logged reason and aggregates the rest; FedMedian, FedTrimmedAvg,
   Krum / multi-Krum and ClippedFedAvg bound what ``f`` malicious clients can do.
 
+* differential privacy (:mod:`~.privacy`): :class:`DPFedAvg` clips each update to norm ``C`` and adds
+  ``N(0, sigma^2 C^2)`` to the sum (client-level DP-FedAvg, around any strategy); :class:`PrivacyAccountant`
+  turns the rounds into ``epsilon(delta)`` with Opacus' RDP accountant; :func:`dp_sgd_train` runs
+  sample-level DP-SGD on one client with Opacus' PrivacyEngine.
+
 * secure aggregation (:mod:`~.secure`, Bonawitz et al. 2017, simplified): clients send
   ``y_k = x_k + sum_{j>k} PRG(s_kj) - sum_{j<k} PRG(s_jk)`` in fixed point mod ``2^k``; the masks
   cancel in the sum, so the server learns ``sum_k n_k w_k`` and ``sum_k n_k`` only
@@ -62,6 +67,8 @@ from ttslab.federated.compression import (CODECS, CommunicationLog, EncodedTenso
                                           encode_update, payload_bytes, transmit)
 from ttslab.federated.partitions import (Partition, UtteranceKey, alpha_sweep, by_language, by_speaker, dirichlet,
                                          iid, make_partition, max_tv_distance, non_iid_index, tv_distance)
+from ttslab.federated.privacy import (DPFedAvg, PrivacyAccountant, dp_sgd_train, epsilon_for, epsilon_from_rdp,
+                                      noise_for_epsilon, opacus_replacements, rdp_sampled_gaussian)
 from ttslab.federated.robust import (AllRepliesRejected, ClippedFedAvg, FedMedian, FedTrimmedAvg, Krum, Rejection,
                                      SkipMalformed, clip_delta, clip_update, coordinate_median,
                                      coordinate_trimmed_mean, global_norm, krum_scores, random_attack, scale_attack,
@@ -94,3 +101,5 @@ __all__ += ["AllRepliesRejected", "ClippedFedAvg", "FedMedian", "FedTrimmedAvg",
             "clip_delta", "clip_update", "coordinate_median", "coordinate_trimmed_mean", "global_norm", "krum_scores",
             "random_attack", "scale_attack", "screen_replies", "sign_flip_attack", "squared_distances", "trim_count",
             "update_delta"]
+__all__ += ["DPFedAvg", "PrivacyAccountant", "dp_sgd_train", "epsilon_for", "epsilon_from_rdp", "noise_for_epsilon",
+            "opacus_replacements", "rdp_sampled_gaussian"]
