@@ -20,6 +20,10 @@ One synchronous round ``t``, with global weights ``w^t`` (a ``{name: tensor}`` d
   - FedPer-style personalization: ``ClientConfig(local_prefixes=["speaker_embedding"])`` keeps those
     layers on the client; they are never in a reply and the client carries them between rounds.
 
+* the in-process simulator (:mod:`~.simulator`): :func:`simulate` runs N virtual clients in one
+  process with sampling, dropouts, stragglers on a virtual clock (FedAsync's staleness), byte counts
+  per codec, lazy clients (:class:`ClientPool`), personal layers and resumable checkpoints.
+
 * robust aggregation (:mod:`~.robust`): :class:`SkipMalformed` drops malformed replies (NaN/inf, wrong
   names, shape or dtype) with a logged reason and aggregates the rest; FedMedian, FedTrimmedAvg,
   Krum / multi-Krum and ClippedFedAvg bound what ``f`` malicious clients can do.
@@ -65,6 +69,8 @@ from ttslab.federated.robust import (AllRepliesRejected, ClippedFedAvg, FedMedia
 from ttslab.federated.secure import (PRIME, ClientKeys, FixedPoint, MaskedUpdate, RoundCost, SecureAggregationError,
                                      SecureFedAvg, SecureRound, lagrange_at_zero, pair_seed, prg, secure_fedavg,
                                      shamir_reconstruct, shamir_share)
+from ttslab.federated.simulator import (ClientPool, SimulationConfig, SimulationError, SimulationResult,
+                                        latest_checkpoint, sample_round, simulate, straggler_steps)
 from ttslab.federated.strategies import (STALENESS, STRATEGIES, FedAdam, FedAsync, FedAvg, FedAvgM, FedProx, Reply,
                                          Strategy, aggregate_metrics, client_sort_key, make_strategy,
                                          staleness_factor, weighted_mean64)
@@ -82,6 +88,8 @@ __all__ = ["ClientConfig", "ClientData", "ClientResult", "EvalResult", "build_mo
 __all__ += ["CODECS", "CommunicationLog", "EncodedTensor", "Payload", "decode_update", "encode_update",
             "payload_bytes", "transmit", "Partition", "UtteranceKey", "alpha_sweep", "by_language", "by_speaker",
             "dirichlet", "iid", "make_partition", "max_tv_distance", "non_iid_index", "tv_distance"]
+__all__ += ["ClientPool", "SimulationConfig", "SimulationError", "SimulationResult", "latest_checkpoint",
+            "sample_round", "simulate", "straggler_steps"]
 __all__ += ["AllRepliesRejected", "ClippedFedAvg", "FedMedian", "FedTrimmedAvg", "Krum", "Rejection", "SkipMalformed",
             "clip_delta", "clip_update", "coordinate_median", "coordinate_trimmed_mean", "global_norm", "krum_scores",
             "random_attack", "scale_attack", "screen_replies", "sign_flip_attack", "squared_distances", "trim_count",
