@@ -77,29 +77,3 @@ def toy_regression(num_partitions: int, examples: int = 8, shift: float = 0.5, s
 
     return FederatedTask(_toy_model, _toy_loss, client_data, num_partitions)
 
-
-def run_rounds(task: FederatedTask, config, strategy, rounds: int, *, threads: int | None = 1):
-    """The reference loop without any engine: ``rounds`` synchronous rounds in which every partition
-    runs :func:`~ttslab.federated.client_update` and ``strategy`` aggregates. Personal layers stay
-    with their client between rounds. Returns ``(final_weights, [per-round mean training metrics])``.
-    """
-    import dataclasses
-
-    from ttslab.federated.client import client_update, initial_weights
-    from ttslab.federated.strategies import aggregate_metrics
-
-    config = dataclasses.replace(config, **strategy.client_options())
-    weights = initial_weights(task.model_fn, seed=config.seed, local_prefixes=config.local_prefixes)
-    local: dict[int, dict] = {}
-    history = []
-    for server_round in range(1, rounds + 1):
-        replies = []
-        for k in range(task.num_partitions):
-            result = client_update(weights, task.client_data(k), config, model_fn=task.model_fn,
-                                   loss_fn=task.loss_fn, server_round=server_round, local_weights=local.get(k),
-                                   threads=threads)
-            local[k] = result.local_weights
-            replies.append(result.reply)
-        weights = strategy.aggregate(weights, replies, server_round)
-        history.append({"round": server_round, "train": aggregate_metrics(replies)})
-    return weights, history

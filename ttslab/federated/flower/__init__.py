@@ -3,7 +3,8 @@
 * :mod:`~ttslab.federated.flower.app`: the ServerApp and ClientApp (Message API) around
   :func:`~ttslab.federated.client_update`, the ttslab strategies and :func:`~ttslab.federated.evaluate`;
   a run is a :class:`FlowerRun` of plain values naming a task factory;
-* :mod:`~ttslab.federated.flower.engines`: the Simulation Engine (Ray, :func:`run_simulation_engine`)
+* :mod:`~ttslab.federated.flower.engines`: ttslab's simulator on the same run
+  (:func:`run_ttslab_simulator`), the Simulation Engine (Ray, :func:`run_simulation_engine`)
   and the Deployment Engine on 127.0.0.1 (:class:`LocalDeployment`, :func:`run_deployment_engine`);
   ``python -m ttslab.federated.flower.deployment`` is its command line.
 
@@ -20,9 +21,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from ttslab.federated.flower.app import (RUN_KEY, FlowerRun, client_app, from_record, load_task, make_client_app,
                                          make_server_app, make_server_strategy, server_app, to_record)
 from ttslab.federated.flower.engines import (LocalDeployment, PortInUseError, check_port_free, flower_environment,
-                                             free_port, run_deployment_engine, run_simulation_engine, write_app)
+                                             free_port, run_deployment_engine, run_simulation_engine,
+                                             run_ttslab_simulator, write_app)
 
 __all__ = ["RUN_KEY", "FlowerRun", "client_app", "from_record", "load_task", "make_client_app", "make_server_app",
            "make_server_strategy", "server_app", "to_record", "LocalDeployment", "PortInUseError",
            "check_port_free", "flower_environment", "free_port", "run_deployment_engine", "run_simulation_engine",
-           "write_app"]
+           "run_ttslab_simulator", "write_app"]

@@ -1,5 +1,7 @@
 """Run a :class:`~ttslab.federated.flower.app.FlowerRun` on Flower's two engines.
 
+* :func:`run_ttslab_simulator`: the same run on ttslab's in-process simulator
+  (:func:`ttslab.federated.simulator.simulate`), no Flower involved: the reference;
 * :func:`run_simulation_engine`: Flower's Simulation Engine, ``flwr.simulation.run_simulation``
   (Ray actors in this process's Ray cluster; the only backend Flower 1.41 has);
 * :func:`run_deployment_engine`: Flower's Deployment Engine on this machine: a SuperLink and ``N``
@@ -7,7 +9,8 @@
   ``flwr run``. On real machines the same commands run with TLS certificates instead of
   ``--insecure``, SuperNode authentication, and each node's own ``--node-config``.
 
-Both return ``(final_weights, history)`` read back from the checkpoint the ServerApp wrote.
+All return ``(final_weights, history)``; Flower's two read them back from the checkpoint the
+ServerApp wrote.
 
 Every Flower process gets :func:`flower_environment`: its own ``FLWR_HOME`` in a temporary folder,
 telemetry off, no update check, no installation of dependencies at run time (the generated app's
@@ -35,7 +38,8 @@ import urllib.request
 from pathlib import Path
 
 from ttslab.checkpoint import load_checkpoint
-from ttslab.federated.flower.app import RUN_KEY, FlowerRun, make_client_app, make_server_app
+from ttslab.federated.flower.app import (RUN_KEY, FlowerRun, load_task, make_client_app, make_server_app,
+                                         make_server_strategy)
 
 HOST = "127.0.0.1"
 FLOWER_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
@@ -74,6 +78,22 @@ def load_result(path: str | Path):
     weights = load_checkpoint(path)["model"]
     history = json.loads(path.with_suffix(path.suffix + ".json").read_text())["history"]
     return weights, history
+
+
+# --- ttslab's simulator ---------------------------------------------------------------------------
+
+def run_ttslab_simulator(run: FlowerRun, *, progress: bool = False):
+    """``run`` on :func:`ttslab.federated.simulator.simulate`: every client in every round, no
+    failures, float32 uploads, the clients' seed. Returns ``(weights, history)``."""
+    from ttslab.federated.simulator import SimulationConfig, simulate
+
+    task = load_task(run)
+    config = run.client_config()
+    result = simulate(task.model_fn, task.loss_fn, [task.client_data(k) for k in range(run.num_nodes)],
+                      make_server_strategy(run.strategy, run.strategy_args), config,
+                      SimulationConfig(rounds=run.rounds, fraction=1.0, seed=config.seed, threads=1),
+                      progress=progress)
+    return result.weights, result.history
 
 
 # --- the Simulation Engine (Ray) -------------------------------------------------------------------
