@@ -160,14 +160,14 @@ def reply_message(k: int, weights, num_examples: int) -> Message:
     return Message(content=content, metadata=meta)
 
 
-def make_replies(n: int, seed: int = 0, spread: float = 1.0):
-    """n replies of float32 weights with magnitudes over several decades (so float32 sums round)."""
+def make_replies(n: int, seed: int = 0, spread: float = 1.0, dtype=torch.float32):
+    """n replies of float32 (or ``dtype``) weights with magnitudes over several decades (so float32 sums round)."""
     rng = np.random.default_rng(seed)
     out = []
     for k in range(n):
         a = rng.standard_normal((40, 30)) * 10.0 ** rng.integers(-2, 3, (40, 30)) * spread
         b = rng.standard_normal(25) + k
-        out.append((k, OrderedDict(a=torch.tensor(a, dtype=torch.float32), b=torch.tensor(b, dtype=torch.float32)),
+        out.append((k, OrderedDict(a=torch.tensor(a, dtype=dtype), b=torch.tensor(b, dtype=dtype)),
                     int(rng.integers(1, 40))))
     return out
 
@@ -179,21 +179,25 @@ def flower_result(strategy, replies, order) -> OrderedDict:
 
 
 def ttslab_result(strategy, replies, order) -> OrderedDict:
-    g = OrderedDict(a=torch.zeros(40, 30), b=torch.zeros(25))
+    dtype = replies[0][1]["a"].dtype
+    g = OrderedDict(a=torch.zeros(40, 30, dtype=dtype), b=torch.zeros(25, dtype=dtype))
     return strategy.aggregate(g, [Reply(k, w, n) for k, w, n in (replies[i] for i in order)], 1)
 
 
 ORDERS = [list(range(6)), [5, 4, 3, 2, 1, 0], [2, 0, 5, 1, 4, 3]]
 
 
+@pytest.mark.parametrize("dtype, u", [(torch.float32, U32), (torch.float64, 2.0 ** -53)])
 @pytest.mark.parametrize("flower_strategy, ours", [(lambda: flower.FedAvg(), FedAvg),
                                                    (lambda: flower.FedProx(proximal_mu=0.1), lambda: FedProx(0.1))])
-def test_fedavg_and_fedprox_match_ttslab_within_float32_reply_order_rounding(flower_strategy, ours):
+def test_fedavg_and_fedprox_match_ttslab_within_reply_order_rounding(flower_strategy, ours, dtype, u):
     """Flower: ``sum_k (n_k / N) w_k`` accumulated in float32 in reply order. Each of the K products and
     K - 1 additions rounds once (relative error <= u = 2^-24), so the float32 sum differs from the exact
     mean m by at most about (K + 1) u sum_k (n_k / N) |w_k|; ttslab rounds the float64 mean once
-    (<= u |m|). The test asserts |Flower - ttslab| <= (K + 2) u sum_k (n_k / N) |w_k| elementwise."""
-    replies = make_replies(6)
+    (<= u |m|). The test asserts |Flower - ttslab| <= (K + 2) u sum_k (n_k / N) |w_k| elementwise. With
+    float64 weights both sum in float64 (u = 2^-53): Flower's result still depends on the reply order,
+    ttslab's does not, because ttslab sorts the replies by client id before summing."""
+    replies = make_replies(6, dtype=dtype)
     K, N = len(replies), sum(n for _, _, n in replies)
     ours_first = ttslab_result(ours(), replies, ORDERS[0])
     flower_by_order = [flower_result(flower_strategy(), replies, o) for o in ORDERS]
@@ -205,10 +209,10 @@ def test_fedavg_and_fedprox_match_ttslab_within_float32_reply_order_rounding(flo
         for name in ("a", "b"):
             scale = sum((n / N) * w[name].double().abs() for _, w, n in replies)
             diff = (f[name].double() - ours_first[name].double()).abs()
-            assert torch.all(diff <= (K + 2) * U32 * scale), name
-            worst = max(worst, float((diff / scale.clamp_min(1e-30)).max()))
-    assert 0.0 < worst <= (K + 2) * U32          # they do differ, by a few float32 ulps of the summands
-    print(f"FedAvg: max |Flower - ttslab| / sum_k (n_k/N)|w_k| = {worst:.2e} = {worst / U32:.2f} u")
+            assert torch.all(diff <= (K + 2) * u * scale), name
+            worst = max(worst, float((diff / scale.clamp_min(1e-300)).max()))
+    assert 0.0 < worst <= (K + 2) * u            # they do differ, by a few ulps of the summands
+    print(f"{dtype}: max |Flower - ttslab| / sum_k (n_k/N)|w_k| = {worst:.2e} = {worst / u:.2f} u")
 
 
 def test_flower_fedprox_aggregates_as_fedavg_and_sends_mu():
