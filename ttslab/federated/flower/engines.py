@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -41,6 +42,7 @@ from ttslab.checkpoint import load_checkpoint
 from ttslab.federated.flower.app import (RUN_KEY, FlowerRun, load_task, make_client_app, make_server_app,
                                          make_server_strategy)
 
+logger = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 FLOWER_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
               "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
@@ -114,9 +116,30 @@ def patched_environ(values: dict):
 
 
 def run_simulation_engine(run: FlowerRun, *, num_cpus: int = 2, workdir: str | Path | None = None,
-                          verbose: bool = False):
+                          verbose: bool = False, attempts: int = 3):
     """``run`` on Flower's Simulation Engine: ``run.num_nodes`` virtual SuperNodes as Ray actors
-    (one CPU each, ``num_cpus`` in all), the ServerApp in this process. Returns ``(weights, history)``."""
+    (one CPU each, ``num_cpus`` in all), the ServerApp in this process. Returns ``(weights, history)``.
+
+    Ray 2.55 gives its raylet a fixed 30 s to register at start-up; on an overloaded machine it can
+    miss that and ``run_simulation`` fails before any client ran. Such a failure is retried (up to
+    ``attempts`` calls in all, a fresh Ray each time); the run is deterministic, so a retry gives the
+    same weights. Any other failure is raised at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _simulate_once(run, num_cpus, workdir, verbose)
+        except RayStartupError:
+            if attempt == attempts:
+                raise
+            logger.warning("Ray did not start in time (attempt %d of %d); retrying", attempt, attempts)
+    raise ValueError(f"attempts must be >= 1, got {attempts!r}")
+
+
+class RayStartupError(RuntimeError):
+    """Ray's node did not start (its raylet missed Ray's start-up deadline); nothing was trained."""
+
+
+def _simulate_once(run: FlowerRun, num_cpus: int, workdir, verbose: bool):
     from flwr.simulation import run_simulation
 
     with tempfile.TemporaryDirectory(prefix="ttslab-flwr-sim-", dir=workdir) as tmp:
@@ -127,9 +150,25 @@ def run_simulation_engine(run: FlowerRun, *, num_cpus: int = 2, workdir: str | P
         backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                    "init_args": {"num_cpus": int(num_cpus), "num_gpus": 0, "include_dashboard": False}}
         with patched_environ(env):
-            run_simulation(make_server_app(bound), make_client_app(bound), num_supernodes=run.num_nodes,
-                           backend_config=backend, verbose_logging=verbose)
+            try:
+                run_simulation(make_server_app(bound), make_client_app(bound), num_supernodes=run.num_nodes,
+                               backend_config=backend, verbose_logging=verbose)
+            except RuntimeError as exc:
+                if ray_startup_failed(exc):
+                    raise RayStartupError(f"Ray did not start: {exc}") from exc
+                raise
         return load_result(out)
+
+
+def ray_startup_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` or an exception it was raised from is Ray's start-up timeout."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if "timed out during startup" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 # --- the Deployment Engine on localhost --------------------------------------------------------------
