@@ -25,7 +25,7 @@ import torch
 
 flwr = pytest.importorskip("flwr")
 
-from flwr.app import ArrayRecord, Message, MessageType, Metadata, MetricRecord, RecordDict  # noqa: E402
+from flwr.app import Message, MessageType, Metadata, MetricRecord, RecordDict  # noqa: E402
 from flwr.serverapp import strategy as flower  # noqa: E402
 
 from ttslab.federated import ClientConfig, FedAvg, FedMedian, FedProx, FedTrimmedAvg, Krum, Reply  # noqa: E402

@@ -13,18 +13,20 @@ how to install it when it is missing.
 """
 
 try:
-    import flwr  # noqa: F401
+    import flwr
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("ttslab.federated.flower needs Flower: pip install '.[federated]' (flwr[simulation]==1.41.0)"
                       ) from exc
 
+FLOWER_VERSION = flwr.__version__  #: the installed Flower (the app is written for the 1.41 Message API)
+
 from ttslab.federated.flower.app import (RUN_KEY, FlowerRun, client_app, from_record, load_task, make_client_app,
                                          make_server_app, make_server_strategy, server_app, to_record)
 from ttslab.federated.flower.engines import (LocalDeployment, PortInUseError, check_port_free, flower_environment,
-                                             free_port, run_deployment_engine, run_simulation_engine,
+                                             free_port, load_result, run_deployment_engine, run_simulation_engine,
                                              run_ttslab_simulator, write_app)
 
-__all__ = ["RUN_KEY", "FlowerRun", "client_app", "from_record", "load_task", "make_client_app", "make_server_app",
+__all__ = ["FLOWER_VERSION", "RUN_KEY", "FlowerRun", "client_app", "from_record", "load_task", "make_client_app", "make_server_app",
            "make_server_strategy", "server_app", "to_record", "LocalDeployment", "PortInUseError",
-           "check_port_free", "flower_environment", "free_port", "run_deployment_engine", "run_simulation_engine",
-           "run_ttslab_simulator", "write_app"]
+           "check_port_free", "flower_environment", "free_port", "load_result", "run_deployment_engine",
+           "run_simulation_engine", "run_ttslab_simulator", "write_app"]
