@@ -117,7 +117,7 @@ def run_simulator(run):
     return result.weights, rounds, total, mem.peak
 
 
-def run_ray(run, num_cpus: int, attempts: int = 3):
+def run_ray(run, num_cpus: int, attempts: int = 6):
     """Flower's simulation engine on ``run``: (weights, seconds per round, total, peak bytes, failed starts).
 
     Ray's raylet has a fixed 30 s to register; on an overloaded machine it can miss it and nothing

@@ -45,6 +45,7 @@ def same(a, b) -> bool:
 
 # --- optional import and records ---------------------------------------------------------------------
 
+@pytest.mark.slow  # a fresh interpreter importing torch: ~5-20 s on a busy machine
 def test_ttslab_imports_without_flower():
     code = ("import sys; sys.modules['flwr'] = None\n"          # makes `import flwr` fail
             "import ttslab, ttslab.federated, ttslab.federated.tasks, ttslab.federated.simulator\n"
@@ -106,6 +107,7 @@ def test_three_engines_give_bit_identical_weights(tmp_path):
     assert [h["clients"] for h in history_b] == [[0, 1, 2]] * 2
 
 
+@pytest.mark.slow
 def test_simulator_differs_when_the_seed_does():
     """The bit-identity above is not vacuous: another client seed gives other weights."""
     config = ClientConfig(local_steps=2, batch_size=4, lr=0.05, optimizer="sgd")
@@ -128,6 +130,14 @@ def test_taken_port_is_refused_before_anything_starts(tmp_path):
         with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1 is already in use"):
             deployment.start()
         assert deployment.processes == {} and marked_pids(deployment.token) == []
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch and Flower
+def test_command_line_exits_2_on_a_taken_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
         out = subprocess.run([sys.executable, "-m", "ttslab.federated.flower.deployment", "--port", str(port)],
                              capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 2 and "already in use" in out.stderr
