@@ -157,6 +157,10 @@ def to_markdown(results: dict) -> str:
               "| clients | Ray total s | Ray peak MiB | simulator total s | simulator peak MiB | ratio |",
               "|---:|---:|---:|---:|---:|---:|"]
     for r in results["scale"]:
+        if "ray_error" in r:
+            lines.append(f"| {r['clients']} | did not finish: {r['ray_error']} | | {harness.fmt(r['sim_total_s'], 2)} "
+                         f"| {harness.fmt(r['sim_peak_mib'], 0)} | |")
+            continue
         lines.append(f"| {r['clients']} | {harness.fmt(r['ray_total_s'], 1)} | {harness.fmt(r['ray_peak_mib'], 0)} | "
                      f"{harness.fmt(r['sim_total_s'], 2)} | {harness.fmt(r['sim_peak_mib'], 0)} | "
                      f"{harness.fmt(r['ray_total_s'] / r['sim_total_s'], 1)} |")
@@ -180,20 +184,26 @@ def main(argv=None):
     run = FlowerRun(task=TASK, num_nodes=settings["clients"], rounds=settings["rounds"], client=CLIENT)
     w_sim, r_sim, t_sim, m_sim = run_simulator(run)
     w_ray, r_ray, t_ray, m_ray, failed = run_ray(run, args.num_cpus)
+    print("same run:", {"simulator_s": t_sim, "ray_s": t_ray, "failed_starts": failed}, flush=True)
     identical = list(w_sim) == list(w_ray) and all(torch.equal(w_sim[k], w_ray[k]) for k in w_sim)
     same_run = [summarise("ttslab simulator", r_sim, t_sim, m_sim, run.rounds),
                 summarise("Flower simulation (Ray)", r_ray, t_ray, m_ray, run.rounds)]
     scale, skipped = [], []
     for i, n in enumerate(settings["scale"]):
-        if scale and scale[-1]["ray_total_s"] > args.budget:
+        if scale and not scale[-1]["ray_total_s"] <= args.budget:      # too slow, or did not finish
             skipped = settings["scale"][i:]
             break
-        one = run.replace(num_nodes=n, rounds=1)
+        one = run.replace(num_nodes=n, rounds=1, node_timeout=args.budget)
         _, _, ts, ms = run_simulator(one)
-        _, _, tr, mr, f = run_ray(one, args.num_cpus)
-        failed += f
-        scale.append({"clients": n, "ray_total_s": tr, "ray_peak_mib": mr / 2 ** 20, "sim_total_s": ts,
-                      "sim_peak_mib": ms / 2 ** 20})
+        row = {"clients": n, "sim_total_s": ts, "sim_peak_mib": ms / 2 ** 20}
+        try:
+            _, _, tr, mr, f = run_ray(one, args.num_cpus)
+            failed += f
+            row.update(ray_total_s=tr, ray_peak_mib=mr / 2 ** 20)
+        except RuntimeError as exc:         # the round did not finish within the budget: say how far it got
+            row.update(ray_total_s=float("nan"), ray_peak_mib=float("nan"), ray_error=str(exc)[:200])
+        scale.append(row)
+        print("scale:", row, flush=True)
     note = ("Both engines run the same client_update and FedAvg code; the difference is the machinery: Ray "
             "starts a GCS, a raylet and one worker process per CPU, each importing torch and ttslab, and every "
             "client round trip is a serialized message; the simulator calls client_update in a loop. Peak memory "

@@ -149,6 +149,7 @@ def _simulate_once(run: FlowerRun, num_cpus: int, workdir, verbose: bool):
                if k in (*FLOWER_ENV, "FLWR_HOME", "PYTHONPATH")}
         backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                    "init_args": {"num_cpus": int(num_cpus), "num_gpus": 0, "include_dashboard": False}}
+        before = set(descendants(os.getpid()))
         with patched_environ(env):
             try:
                 run_simulation(make_server_app(bound), make_client_app(bound), num_supernodes=run.num_nodes,
@@ -157,7 +158,42 @@ def _simulate_once(run: FlowerRun, num_cpus: int, workdir, verbose: bool):
                 if ray_startup_failed(exc):
                     raise RayStartupError(f"Ray did not start: {exc}") from exc
                 raise
+            finally:  # a failed ray.init leaves its GCS server running; stop what this call started
+                stop_pids(sorted(set(descendants(os.getpid())) - before))
         return load_result(out)
+
+
+def descendants(root: int) -> list[int]:
+    """Pids of all processes below ``root`` (Linux ``/proc``; elsewhere an empty list)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def stop_pids(pids: list[int], grace: float = 3.0) -> None:
+    """SIGTERM each pid, then SIGKILL those still there after ``grace`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = []
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+                alive.append(pid)
+        if not alive or sig == signal.SIGKILL:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in alive):
+            time.sleep(0.1)
+        pids = alive
 
 
 def ray_startup_failed(exc: BaseException) -> bool:
