@@ -312,6 +312,23 @@ def test_checkpoints_of_another_run_or_damaged_ones(tmp_path):
     assert same(longer.weights, run(FedAvg(), dataclasses.replace(sim, rounds=3, checkpoint_dir=None)).weights)
 
 
+def test_a_failed_round_leaves_the_last_checkpoint_as_it_was(tmp_path):
+    sim = SimulationConfig(rounds=2, clients_per_round=2, checkpoint_dir=str(tmp_path))
+    two = run(FedAvg(), sim)
+
+    def break_round_3(reply, weights, t):
+        if t != 3:
+            return reply
+        poisoned = {**reply.weights, "body.weight": reply.weights["body.weight"] * math.nan}
+        return dataclasses.replace(reply, weights=poisoned)
+
+    with pytest.raises(UpdateError, match="NaN"):
+        run(FedAvg(), dataclasses.replace(sim, rounds=3), reply_fn=break_round_3)
+    newest = latest_checkpoint(tmp_path)
+    assert newest.name == "round_000002.pt"
+    assert same(torch.load(newest, weights_only=True)["weights"], two.weights)
+
+
 def test_straggler_steps_and_config_checks():
     assert [straggler_steps(10, s) for s in (1.0, 2.0, 3.0, 20.0)] == [10, 5, 3, 1]
     for bad in (dict(dropout=1.0), dict(straggler=-0.1), dict(slowdown=0.5), dict(straggler_policy="x"),
@@ -320,3 +337,49 @@ def test_straggler_steps_and_config_checks():
             SimulationConfig(**bad)
     assert SimulationConfig(fraction=0.3).num_sampled(10) == 3 and SimulationConfig(fraction=0.01).num_sampled(10) == 1
     assert math.isclose(SimulationConfig().num_sampled(7), 7)
+
+
+# --- the recipe's experiments on the CI corpus --------------------------------------------------------
+
+def tiny_settings(**overrides):
+    from ttslab.train.federated_fastspeech import SETTINGS
+
+    return dataclasses.replace(SETTINGS["ci"], **{"speakers": ("en_us_m", "en_gb_f", "en_us_f"),
+                                                  "train_per_speaker": 6, "rounds": 1, **overrides})
+
+
+def test_federation_holds_one_speaker_per_client_and_the_centralized_run_takes_the_same_steps(ci_corpus):
+    from ttslab.train.federated_fastspeech import Federation, run_centralized, run_strategy
+
+    fed = Federation(ci_corpus, tiny_settings())
+    clients, summary = fed.clients("speaker")
+    assert [len(c) for c in clients] == [6, 6, 6] and summary["non_iid_index"] == pytest.approx(1.0)
+    speakers = {int(k): s for k, s in summary["labels"].items()}
+    for c in clients:   # every item of a client is its speaker's
+        assert {fed.speakers[int(it["speaker"])] for it in c.items} == {speakers[c.client_id]}
+    c = fed.config
+    central = run_centralized(fed)
+    federated = run_strategy(fed, FedAvg(), clients)
+    central_steps = sum(central.history[1]["steps"].values())
+    fed_steps = sum(federated.history[1]["steps"].values())
+    assert central_steps == fed_steps == c.clients_per_round * c.local_steps
+    assert central.history[1]["eval"]["mel"] < central.history[0]["eval"]["mel"]
+
+
+@pytest.mark.slow
+def test_every_experiment_runs_at_toy_size(ci_corpus):
+    from ttslab.train.federated_fastspeech import run_all, summary_metrics
+
+    out = run_all(ci_corpus, tiny_settings(alphas=(0.1,), sweep_rounds=1), voices=False)
+    rows = out["strategies"]["rows"]
+    assert set(rows) == {"centralized", "fedavg", "fedprox", "fedasync", "fedavg, IID clients",
+                         "fedavgm (server momentum 0.9)", "fedavg, 2 rounds"}
+    # the same client steps everywhere, except the run with clients_per_round times more rounds
+    assert {r["steps"] for n, r in rows.items() if n != "fedavg, 2 rounds"} == {4}
+    assert rows["fedavg, 2 rounds"]["steps"] == 8 and rows["fedavg, 2 rounds"]["rounds"] == 2
+    assert [r["alpha"] for r in out["alpha_sweep"]["rows"]] == [0.1, "iid"]
+    dropout = next(r for r in out["failures"]["rows"] if "dropout" in r["case"])
+    assert dropout["updates"] + dropout["dropped"] == 2    # 1 round x 2 sampled clients
+    assert len(out["personalization"]["rows"]) == 3
+    assert out["personalization"]["bytes_fedper"] < out["personalization"]["bytes_global"]
+    assert summary_metrics(out)["centralized"]["mel_gap"] == 0.0
