@@ -86,7 +86,7 @@ def to_markdown(results: dict) -> str:
         return "-" if v is None else f"{v:.0f}"
 
     lines = ["# Serving: Ray Serve load test and edge/cloud split", "",
-             f"Server start-up (Ray + Serve + models, 127.0.0.1): "
+             "Server start-up (Ray + Serve + models, 127.0.0.1): "
              + ", ".join(f"batching {k}: {v:.0f} s" for k, v in results["startup_s"].items()) + ".", "",
              "| batching | model | N clients | sent | ok | other statuses | client errors | unanswered | "
              "p50 ms | p95 ms | p99 ms | utt/s | audio s/s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 
 import numpy as np
@@ -230,9 +231,8 @@ def test_edge_and_cloud_placements_make_the_same_audio_with_other_bytes_on_the_w
 @pytest.mark.slow
 def test_graceful_shutdown_finishes_requests_in_flight_and_leaves_no_process(server):
     """Last test of the module: it stops the shared server."""
-    import psutil
-
     from ttslab.serving.client import synthesize
+    from ttslab.serving.launch import alive
 
     replies, errors = [], []
 
@@ -259,5 +259,5 @@ def test_graceful_shutdown_finishes_requests_in_flight_and_leaves_no_process(ser
     assert not errors, errors
     assert len(replies) == 6 and {r.status for r in replies} <= {200, 503}
     assert sum(r.status == 200 for r in replies) >= 1   # at least the one seen in flight finished with audio
-    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive(pids) and alive([os.getpid()]) == [os.getpid()]
     assert server.pids == []

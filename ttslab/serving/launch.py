@@ -105,6 +105,20 @@ def process_tree(pid: int) -> list[int]:
     return sorted(found)
 
 
+def alive(pids) -> list[int]:
+    """Those of ``pids`` that are running processes (zombies, already dead but not yet reaped, are not)."""
+    import psutil
+
+    living = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                living.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return living
+
+
 def terminate_pids(pids, grace_s: float = 10.0) -> list[int]:
     """SIGTERM each PID, wait up to ``grace_s``, SIGKILL the survivors; return the PIDs that needed SIGKILL."""
     import psutil

@@ -32,10 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain-timeout", type=float, default=60.0)
     args = p.parse_args(argv)
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-
     import ray
     from ray import serve
 
@@ -48,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     app = build_app(models, default_model=args.default_model,
                     vocoder=None if args.vocoder == "griffin-lim" else args.vocoder, batching=not args.no_batching)
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    stop = threading.Event()  # handlers set after ray.init, which installs its own SIGTERM handler (it dies)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     print(f"READY http=127.0.0.1:{args.http_port} grpc=127.0.0.1:{args.grpc_port}", flush=True)
     while not stop.wait(0.5):
         pass

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from ttslab.serving import tts_pb2 as tts__pb2
+from ttslab.serving import tts_pb2 as ttslab_dot_serving_dot_tts__pb2
 
 GRPC_GENERATED_VERSION = '1.75.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + f' but the generated code in tts_pb2_grpc.py depends on'
+        + f' but the generated code in ttslab/serving/tts_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,13 +36,13 @@ class TextToSpeechStub(object):
         """
         self.Synthesize = channel.unary_unary(
                 '/ttslab.serving.TextToSpeech/Synthesize',
-                request_serializer=tts__pb2.SynthesizeRequest.SerializeToString,
-                response_deserializer=tts__pb2.SynthesizeReply.FromString,
+                request_serializer=ttslab_dot_serving_dot_tts__pb2.SynthesizeRequest.SerializeToString,
+                response_deserializer=ttslab_dot_serving_dot_tts__pb2.SynthesizeReply.FromString,
                 _registered_method=True)
         self.Health = channel.unary_unary(
                 '/ttslab.serving.TextToSpeech/Health',
-                request_serializer=tts__pb2.HealthRequest.SerializeToString,
-                response_deserializer=tts__pb2.HealthReply.FromString,
+                request_serializer=ttslab_dot_serving_dot_tts__pb2.HealthRequest.SerializeToString,
+                response_deserializer=ttslab_dot_serving_dot_tts__pb2.HealthReply.FromString,
                 _registered_method=True)
 
 
@@ -66,19 +66,21 @@ def add_TextToSpeechServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Synthesize': grpc.unary_unary_rpc_method_handler(
                     servicer.Synthesize,
-                    request_deserializer=tts__pb2.SynthesizeRequest.FromString,
-                    response_serializer=tts__pb2.SynthesizeReply.SerializeToString,
+                    request_deserializer=ttslab_dot_serving_dot_tts__pb2.SynthesizeRequest.FromString,
+                    response_serializer=ttslab_dot_serving_dot_tts__pb2.SynthesizeReply.SerializeToString,
             ),
             'Health': grpc.unary_unary_rpc_method_handler(
                     servicer.Health,
-                    request_deserializer=tts__pb2.HealthRequest.FromString,
-                    response_serializer=tts__pb2.HealthReply.SerializeToString,
+                    request_deserializer=ttslab_dot_serving_dot_tts__pb2.HealthRequest.FromString,
+                    response_serializer=ttslab_dot_serving_dot_tts__pb2.HealthReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'ttslab.serving.TextToSpeech', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('ttslab.serving.TextToSpeech', rpc_method_handlers)
+    # ttslab: no `server.add_registered_method_handlers(...)` here (grpcio-tools >= 1.63 emits it): Ray
+    # Serve 2.55's gRPC proxy replaces the handlers given to add_generic_rpc_handlers by its own, but
+    # registered handlers would bypass it and call the placeholder servicer the proxy passes in.
 
 
  # This class is part of an EXPERIMENTAL API.
@@ -100,8 +102,8 @@ class TextToSpeech(object):
             request,
             target,
             '/ttslab.serving.TextToSpeech/Synthesize',
-            tts__pb2.SynthesizeRequest.SerializeToString,
-            tts__pb2.SynthesizeReply.FromString,
+            ttslab_dot_serving_dot_tts__pb2.SynthesizeRequest.SerializeToString,
+            ttslab_dot_serving_dot_tts__pb2.SynthesizeReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -127,8 +129,8 @@ class TextToSpeech(object):
             request,
             target,
             '/ttslab.serving.TextToSpeech/Health',
-            tts__pb2.HealthRequest.SerializeToString,
-            tts__pb2.HealthReply.FromString,
+            ttslab_dot_serving_dot_tts__pb2.HealthRequest.SerializeToString,
+            ttslab_dot_serving_dot_tts__pb2.HealthReply.FromString,
             options,
             channel_credentials,
             insecure,
