@@ -192,6 +192,9 @@ def test_concurrent_requests_are_all_answered(server):
     assert result.ok == 24, result.summary()
     info = call(server, "/health", method="GET").json()
     assert info["in_flight"] == 0
+    stats = call(server, "/stats", method="GET").json()["small"]
+    assert stats["batching"] and sum(stats["batch_sizes"]) >= 24  # every request went through a batch
+    print("batch sizes seen:", stats["batch_sizes"])
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@
 HTTP routes (``route_prefix="/"``):
 
 * ``GET /health`` -> 200 ``{"status": "ok", "models": [...], "speakers": [...]}`` (503 while draining);
+* ``GET /stats`` -> per model: parameters, batching on/off and the size of every batch it ran;
 * ``POST /synthesize`` JSON ``{"text", "speaker", "rate", "pitch", "model"}`` -> ``audio/wav``, with the phones
   and their times in the ``X-Phones`` header (JSON ``[[phone, start_s, end_s], ...]``); ``?format=json``
   returns ``{"wav_base64", "sample_rate", "phones", "model"}`` instead;
@@ -174,7 +175,7 @@ class TTSIngress:
     # --- HTTP ---------------------------------------------------------------------------------------
     async def __call__(self, http: Request) -> Response:
         path, method = http.url.path.rstrip("/") or "/", http.method
-        routes = {"/health": "GET", "/synthesize": "POST", "/acoustic": "POST", "/vocode": "POST",
+        routes = {"/health": "GET", "/stats": "GET", "/synthesize": "POST", "/acoustic": "POST", "/vocode": "POST",
                   "/admin/drain": "POST"}
         if path not in routes:
             return JSONResponse({"error": f"no route {path!r}; routes: {sorted(routes)}"}, status_code=404)
@@ -182,6 +183,9 @@ class TTSIngress:
             return JSONResponse({"error": f"{path} takes {routes[path]}, not {method}"}, status_code=405)
         if path == "/health":
             return await self._health()
+        if path == "/stats":  # per model: parameters, batching, the size of every batch run so far
+            infos = await asyncio.gather(*(h.info.remote() for h in self.models.values()))
+            return JSONResponse({info["name"]: info for info in infos})
         if path == "/admin/drain":
             return JSONResponse(await self.drain())
         if self.draining:
