@@ -231,9 +231,22 @@ def test_edge_and_cloud_placements_make_the_same_audio_with_other_bytes_on_the_w
     assert runs["edge_acoustic"]["bytes_up"] > runs["server"]["bytes_up"]
 
 
+def _has_mark(proc, run_id: str) -> bool:
+    import psutil
+
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get("TTSLAB_SERVING_RUN") == run_id
+    except psutil.Error:
+        return False
+
+
 @pytest.mark.slow
 def test_graceful_shutdown_finishes_requests_in_flight_and_leaves_no_process(server):
     """Last test of the module: it stops the shared server."""
+    import time
+
+    import psutil
+
     from ttslab.serving.client import synthesize
     from ttslab.serving.launch import alive
 
@@ -249,13 +262,12 @@ def test_graceful_shutdown_finishes_requests_in_flight_and_leaves_no_process(ser
     threads = [threading.Thread(target=one) for _ in range(6)]
     for t in threads:
         t.start()
-    import time
-
     deadline = time.monotonic() + 30
     while call(server, "/health", method="GET").json().get("in_flight", 0) < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    pids = server.pids
-    assert len(pids) >= 3
+    pids, ray_tmp = server.pids, server.ray_temp_dir
+    marked_before = sum(1 for p in psutil.process_iter() if _has_mark(p, server.run_id))
+    assert len(pids) >= 3 and ray_tmp
     server.stop()
     for t in threads:
         t.join(timeout=120)
@@ -263,4 +275,9 @@ def test_graceful_shutdown_finishes_requests_in_flight_and_leaves_no_process(ser
     assert len(replies) == 6 and {r.status for r in replies} <= {200, 503}
     assert sum(r.status == 200 for r in replies) >= 1   # at least the one seen in flight finished with audio
     assert not alive(pids) and alive([os.getpid()]) == [os.getpid()]
+    # independent of how the launcher finds its processes: none still carries this server's mark in its
+    # environment (every process it started inherits TTSLAB_SERVING_RUN), and Ray's folder is gone
+    assert marked_before >= len(pids)  # the mark finds at least what the launcher knows of
+    assert not [p.pid for p in psutil.process_iter() if _has_mark(p, server.run_id)]
+    assert not os.path.exists(ray_tmp)
     assert server.pids == []

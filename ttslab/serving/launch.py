@@ -105,6 +105,16 @@ def process_tree(pid: int) -> list[int]:
     return sorted(found)
 
 
+def started_at(pid: int) -> float | None:
+    """When process ``pid`` started (``None`` if there is none): with the PID, it names one process."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return None
+
+
 def alive(pids) -> list[int]:
     """Those of ``pids`` that are running processes (zombies, already dead but not yet reaped, are not)."""
     import psutil
@@ -152,7 +162,9 @@ def _stop(state: dict) -> None:
             state["killed"] += terminate_pids(process_tree(driver.pid), grace_s=2)
     head = state.get("head")
     if head is not None:
-        pids = state["pids"] | set(process_tree(head.pid))
+        # the head's session now, plus every process noted while the server ran that is still the same
+        # process (same PID *and* start time: a number reused by an unrelated process is never hit)
+        pids = set(process_tree(head.pid)) | {pid for pid, started in state["pids"].items() if started_at(pid) == started}
         state["killed"] += terminate_pids(sorted(pids, reverse=True))
         if head.poll() is None:
             head.wait(timeout=5)
@@ -160,7 +172,8 @@ def _stop(state: dict) -> None:
         handle.close()
     if state.get("ray_tmp"):
         shutil.rmtree(state["ray_tmp"], ignore_errors=True)
-    state.update(driver=None, head=None, logs=[], ray_tmp=None)
+    # forget the PIDs: once these processes are gone the numbers may be reused by unrelated processes
+    state.update(driver=None, head=None, logs=[], ray_tmp=None, pids={})
 
 
 class TTSServer:
@@ -180,9 +193,15 @@ class TTSServer:
         self.log_dir = Path(log_dir) if log_dir else None
         self.http_port = self.grpc_port = None
         self.startup_s: float | None = None
-        self._state = {"driver": None, "head": None, "pids": set(), "logs": [], "ray_tmp": None, "killed": [],
+        self._state = {"driver": None, "head": None, "pids": {}, "logs": [], "ray_tmp": None, "killed": [],
                        "drain_timeout_s": drain_timeout_s}
+        self.run_id = f"{random.getrandbits(64):016x}"
         self._finalizer = weakref.finalize(self, _stop, self._state)
+
+    @property
+    def ray_temp_dir(self) -> str | None:
+        """Ray's temporary folder for this server (sockets, logs); removed by :meth:`stop`."""
+        return self._state["ray_tmp"]
 
     @property
     def url(self) -> str:
@@ -207,7 +226,9 @@ class TTSServer:
         return handle
 
     def _environment(self) -> dict:
-        env = {**os.environ, **QUIET_ENV}
+        # TTSLAB_SERVING_RUN marks every process of this server (children inherit it): a way to check,
+        # from outside, that none is left (tests/test_serving.py)
+        env = {**os.environ, **QUIET_ENV, "TTSLAB_SERVING_RUN": self.run_id}
         root = str(Path(__file__).resolve().parents[2])  # the replicas import ttslab from this checkout
         env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         return env
@@ -269,7 +290,7 @@ class TTSServer:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise RuntimeError(f"the TTS server did not start: {exc}\n--- logs ---\n{logs}") from exc
-        self._state["pids"] |= set(self.pids)
+        self._state["pids"].update({pid: started_at(pid) for pid in self.pids})
 
     def _wait_for_head(self, start: int, timeout_s: float = 200.0) -> None:
         """Wait until ``ray start`` reports the node up (its raylet registered): a driver that connects
@@ -311,7 +332,7 @@ class TTSServer:
 
     def stop(self) -> list[int]:
         """Drain and stop everything started (by PID); return the PIDs that had to be killed."""
-        self._state["pids"] |= set(self.pids)
+        self._state["pids"].update({pid: started_at(pid) for pid in self.pids})
         _stop(self._state)
         killed, self._state["killed"] = self._state["killed"], []
         return killed
