@@ -196,6 +196,7 @@ class TTSServer:
         self._state = {"driver": None, "head": None, "pids": {}, "logs": [], "ray_tmp": None, "killed": [],
                        "drain_timeout_s": drain_timeout_s}
         self.run_id = f"{random.getrandbits(64):016x}"
+        self._own_log_dir = False
         self._finalizer = weakref.finalize(self, _stop, self._state)
 
     @property
@@ -252,6 +253,7 @@ class TTSServer:
     def _start_once(self, t0: float) -> None:
         if self.log_dir is None:
             self.log_dir = Path(tempfile.mkdtemp(prefix="ttslab_serve_"))
+            self._own_log_dir = True
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # a short temporary folder: Ray's Unix sockets live in it and their paths must stay < 108 bytes
         self._state["ray_tmp"] = tempfile.mkdtemp(prefix="tsr", dir="/tmp")
@@ -335,6 +337,9 @@ class TTSServer:
         self._state["pids"].update({pid: started_at(pid) for pid in self.pids})
         _stop(self._state)
         killed, self._state["killed"] = self._state["killed"], []
+        if self._own_log_dir and self.startup_s is not None:  # a failed start keeps its logs for reading
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+            self.log_dir, self._own_log_dir = None, False
         return killed
 
     def __enter__(self) -> "TTSServer":
