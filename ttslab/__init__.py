@@ -6,7 +6,7 @@ The package is layered; lower layers never import upper ones::
     vocoders                                   (uses dsp)
     classical, models                          (later issues)
     train, distill, federated, distributed     (later issues)
-    widgets                                    (top: IPython / ipywidgets)
+    serving, widgets                           (top: Ray Serve server and clients; IPython / ipywidgets)
 
 Where things live:
 

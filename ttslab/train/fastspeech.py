@@ -143,6 +143,14 @@ def cached_fastspeech(mode: str, size: str | None = None, progress: bool = True,
     of ``mode`` with ``TRAIN_CONFIGS[mode]``, trained on first use and cached under
     ``data_home()/models/fastspeech/<key>`` (see :func:`ttslab.train.load_or_train`); trained on and
     returned on ``device`` (default ``"auto"``)."""
+    device = resolve_device(device)
+    return FastSpeech.from_checkpoint(cached_fastspeech_path(mode, size, progress, device), device=device)
+
+
+def cached_fastspeech_path(mode: str, size: str | None = None, progress: bool = True,
+                           device: str | torch.device = "auto") -> Path:
+    """The checkpoint file behind :func:`cached_fastspeech` (trained first if absent), e.g. for a server
+    that loads the model in another process."""
     from ttslab.data import load_builtin
 
     if mode not in TRAIN_CONFIGS:
@@ -165,7 +173,7 @@ def cached_fastspeech(mode: str, size: str | None = None, progress: bool = True,
         model.save(path, half=False, extra={"train_seconds": log["seconds"], "corpus_mode": mode})
         return path
 
-    return FastSpeech.from_checkpoint(load_or_train("fastspeech", key, train), device=device)
+    return load_or_train("fastspeech", key, train)
 
 
 def main(argv: list[str] | None = None) -> int:
