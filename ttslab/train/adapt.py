@@ -36,8 +36,9 @@ from ttslab.models.fastspeech import FastSpeech, fastspeech_items
 from ttslab.transfer.adapt import (METHODS, AdaptConfig, adapt_speaker, adaptation_utterances, nearest_speaker,
                                    speaker_signature)
 
-#: Settings per mode: the teacher takes ~1-3 s a step of 6 utterances on one busy CPU thread.
-ADAPT_CONFIGS = {"full": AdaptConfig(steps=20, batch_size=6), "ci": AdaptConfig(steps=6, batch_size=4)}
+#: Settings per mode: the teacher takes ~1-1.5 s a step of 4 utterances on one busy CPU thread, so a full-mode
+#: run is about half a minute: few steps, which the learning rates (DEFAULT_LR) are set for.
+ADAPT_CONFIGS = {"full": AdaptConfig(steps=20, batch_size=4), "ci": AdaptConfig(steps=6, batch_size=4)}
 #: Utterances per source speaker for its signature (and 1 enrolment utterance of the target).
 SIGNATURE_UTTERANCES = {"full": 5, "ci": 2}
 

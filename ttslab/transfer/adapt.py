@@ -50,8 +50,8 @@ DECODER_VARIANCE = ("decoder", "mel_head", "postnet", "duration_predictor", "pit
                     "pitch_embedding", "energy_embedding")
 #: Learning rates per method (Adam): a lone embedding row or fresh adapters take larger steps than
 #: pretrained weights, which a large step would wreck.
-DEFAULT_LR = {"finetune_all": 3e-4, "decoder_variance": 3e-4, "speaker_embedding": 1e-2, "lora": 2e-3,
-              "l2sp": 3e-4}
+DEFAULT_LR = {"finetune_all": 5e-4, "decoder_variance": 5e-4, "speaker_embedding": 2e-2, "lora": 3e-3,
+              "l2sp": 5e-4}
 
 
 @dataclass
