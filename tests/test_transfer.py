@@ -193,3 +193,21 @@ def test_relational_kd_loss():
         relational_kd_loss(t[:1], t[:1])
     x = np.random.default_rng(0).normal(size=(6, 3))
     assert distance_correlation(x, 2 * x) == pytest.approx(1.0)
+
+
+def test_recipe_command_line_writes_a_plain_checkpoint(ci_corpus, tmp_path):
+    """python -m ttslab.train.adapt: a loadable checkpoint with the new speaker and a log with the command."""
+    import json
+
+    from ttslab.models.fastspeech import FastSpeech
+    from ttslab.train import adapt as recipe
+
+    out = tmp_path / "a.pt"
+    assert recipe.main(["--mode", "ci", "--speaker", NEW, "--k", "2", "--method", "lora", "--steps", "1",
+                        "--out", str(out)]) == 0
+    model = FastSpeech.from_checkpoint(out)
+    assert model.speakers[-1] == NEW and not any(isinstance(m, LoRA) for m in model.modules())
+    log = json.loads(out.with_name(out.name + ".log.json").read_text())
+    assert log["k"] == 2 and log["method"] == "lora" and log["nearest"] in model.speakers[:-1]
+    with pytest.raises(ValueError, match="already exists"):
+        recipe.main(["--mode", "ci", "--speaker", "en_us_m", "--k", "1", "--method", "lora", "--out", str(out)])
