@@ -57,7 +57,7 @@ def test_fastspeech_adapters_count_and_merge_exactly(tiny):
     import copy
 
     m = copy.deepcopy(model)
-    n = add_lora(m, rank=2)
+    n = add_lora(m, rank=2, alpha=8.0)  # scaling alpha / r = 4: a forgotten scale would show
     # by hand, tiny config (d=32, FFN 64 with kernels 3/1, predictors 2 x conv k3 32->32 + Linear 32->1, 80 mels):
     block = 2 * (32 + 96) + 2 * (32 + 32) + 2 * (32 * 3 + 64) + 2 * (64 + 32)
     predictor = 2 * 2 * (32 * 3 + 32) + 2 * (32 + 1)
