@@ -211,3 +211,29 @@ def test_recipe_command_line_writes_a_plain_checkpoint(ci_corpus, tmp_path):
     assert log["k"] == 2 and log["method"] == "lora" and log["nearest"] in model.speakers[:-1]
     with pytest.raises(ValueError, match="already exists"):
         recipe.main(["--mode", "ci", "--speaker", "en_us_m", "--k", "1", "--method", "lora", "--out", str(out)])
+
+
+def test_benchmark_goal_summary_and_table():
+    """benchmarks/adaptation.py: the k = 20 goal picks the lowest MCD and compares it with the full-data row."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location("adaptation_bench", folder / "adaptation.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(folder))
+    row = lambda m, k, mcd: {"method": m, "k": k, "mcd_dtw_db": mcd, "f0_rmse_hz": 10.0, "per": 0.05,
+                             "trainable_parameters": 192, "seconds": 1.0}
+    res = {"speaker": NEW, "nearest": "en_rp_f", "n_test": 2, "full_data": row("full_data", 330, 6.5),
+           "rows": [row("nearest", 0, 8.0), row("lora", 20, 7.1), row("finetune_all", 20, 6.9), row("lora", 5, 6.0)]}
+    s = bench.summarize(res, 20)
+    assert s["best_method"] == "finetune_all" and s["gap_db"] == pytest.approx(0.4) and s["within_0_5_db"]
+    res["summary"] = s
+    md = bench.to_markdown({"meta": {"mode": "ci", "teacher": "t", "steps": 1, "batch_size": 1, "f0": "dio",
+                                     "forget_k": 20, "forget_speakers": ["en_us_f"]}, "speakers": [res]})
+    assert "| finetune_all | 20 | 192 | 6.90 |" in md and "+0.40 dB (within 0.5 dB)" in md
