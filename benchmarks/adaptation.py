@@ -14,6 +14,8 @@ path) and the judge's PER. Also:
   0.5 dB of a model trained on all of that speaker's data". It is the teacher fine-tuned on all the
   speaker's data, not a model trained from scratch (which, on ~330 sentences, would be far worse).
 
+Finished rows are cached (:func:`row_cache`), so a run stopped by a time limit resumes where it stopped.
+
 WORLD F0 here is DIO (``--f0 harvest`` for deep_tts' Harvest): it is several times faster, and this
 benchmark analyses ~100 synthesized sentences.
 
@@ -46,7 +48,35 @@ SETTINGS = {
 FULL_DATA_STEP_FACTOR = 4
 
 
-def run(mode: str, speaker: str, methods, f0_method: str) -> dict:
+def row_cache(mode: str, speaker: str, config, teacher):
+    """``(get, put)`` of finished rows in ``data_home()/benchmarks/adaptation/``, keyed by everything a row
+    depends on (mode, speaker, method, k, settings, the teacher's weights): an interrupted run resumes."""
+    import hashlib
+    import json
+
+    from ttslab import config as ttslab_config
+    from ttslab.io import atomic_write_json
+
+    digest = hashlib.sha256(b"".join(v.detach().cpu().numpy().tobytes() for v in teacher.state_dict().values()))
+    folder = ttslab_config.data_home() / "benchmarks" / "adaptation"
+
+    def path(method, k):
+        key = json.dumps([mode, speaker, method, k, config.to_dict(), SETTINGS[mode], FULL_DATA_STEP_FACTOR,
+                          digest.hexdigest()], sort_keys=True, default=str)
+        return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+
+    def get(method, k):
+        p = path(method, k)
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def put(method, k, row):
+        atomic_write_json(path(method, k), row)
+        return row
+
+    return get, put
+
+
+def run(mode: str, speaker: str, methods, f0_method: str, ks=None) -> dict:
     import torch
 
     from ttslab import pretrained
@@ -69,10 +99,15 @@ def run(mode: str, speaker: str, methods, f0_method: str) -> dict:
     speakers = list(teacher.speakers) + [speaker]
     all_train = list(corpus.filter(speakers=speaker, split="train"))
     items_all = fastspeech_items(all_train, speakers)
-    teacher_src = {spk: score(teacher, spk, u) for spk, u in src_test.items()}
+    get, put = row_cache(mode, speaker, config, teacher)
+    teacher_src = get("teacher", "sources") or put("teacher", "sources",
+                                                   {spk: score(teacher, spk, u) for spk, u in src_test.items()})
     rows = []
-    for k in s["ks"]:
+    for k in (ks or s["ks"]):
         for method in (methods if k else ["nearest"]):
+            if (row := get(method, k)) is not None:
+                rows.append(row)
+                continue
             model, info = adapt_speaker(teacher, speaker, adaptation_utterances(corpus, speaker, k),
                                         method if k else "finetune_all", config, init_from=near, items=items_all[:k])
             row = {"method": method, "k": k, "trainable_parameters": info["trainable_parameters"],
@@ -80,13 +115,17 @@ def run(mode: str, speaker: str, methods, f0_method: str) -> dict:
             if k == s["forget_k"]:
                 row["forgetting_db"] = harness.finite_mean(score(model, spk, u)["mcd_dtw_db"] - teacher_src[spk]["mcd_dtw_db"]
                                                            for spk, u in src_test.items())
-            rows.append(row)
+            rows.append(put(method, k, row))
             print(f"{method:18s} k={k:3d}: MCD {row['mcd_dtw_db']:.2f} dB, F0 {row['f0_rmse_hz']:.1f} Hz, "
                   f"PER {100 * row['per']:.1f}%, {row['seconds']:.0f} s", flush=True)
-    full_cfg = replace(config, steps=FULL_DATA_STEP_FACTOR * config.steps)
-    model, info = adapt_speaker(teacher, speaker, all_train, "finetune_all", full_cfg, init_from=near, items=items_all)
-    full = {"method": "full_data", "k": len(all_train), "trainable_parameters": info["trainable_parameters"],
-            "seconds": info["seconds"], "steps": info["steps"], **score(model, speaker, test)}
+    full = get("full_data", len(all_train))
+    if full is None:
+        full_cfg = replace(config, steps=FULL_DATA_STEP_FACTOR * config.steps)
+        model, info = adapt_speaker(teacher, speaker, all_train, "finetune_all", full_cfg, init_from=near,
+                                    items=items_all)
+        full = put("full_data", len(all_train), {
+            "method": "full_data", "k": len(all_train), "trainable_parameters": info["trainable_parameters"],
+            "seconds": info["seconds"], "steps": info["steps"], **score(model, speaker, test)})
     return {"speaker": speaker, "nearest": near, "distances": dist, "rows": rows, "full_data": full,
             "teacher_on_sources": teacher_src, "config": config.to_dict(), "n_test": len(test)}
 
@@ -132,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--speakers", default=None, help="comma-separated adaptation speakers (default per mode)")
     parser.add_argument("--methods", default="finetune_all,decoder_variance,speaker_embedding,lora,l2sp")
     parser.add_argument("--f0", choices=("dio", "harvest"), default="dio")
+    parser.add_argument("--ks", default=None, help="comma-separated k values (default per mode)")
     args, run_info = harness.start("adaptation", parser, argv)
 
     from ttslab.train.adapt import ADAPT_CONFIGS
@@ -141,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     per_speaker = []
     for spk in speakers:
-        res = run(mode, spk, args.methods.split(","), args.f0)
+        ks = [int(k) for k in args.ks.split(",")] if args.ks else None
+        res = run(mode, spk, args.methods.split(","), args.f0, ks)
         res["summary"] = summarize(res, 20 if mode == "full" else SETTINGS[mode]["ks"][-1])
         per_speaker.append(res)
     cfg = ADAPT_CONFIGS[mode]
