@@ -12,7 +12,7 @@ path) and the judge's PER. Also:
 * **full-data reference**: ``finetune_all`` with every training utterance of the speaker and
   ``FULL_DATA_STEP_FACTOR`` times the steps, for the goal "at k = 20 the best method is within
   0.5 dB of a model trained on all of that speaker's data". It is the teacher fine-tuned on all the
-  speaker's data, not a model trained from scratch (which, on ~330 sentences, would be far worse).
+  speaker's data, not a model trained from scratch (not measured here).
 
 Finished rows are cached (:func:`row_cache`), so a run stopped by a time limit resumes where it stopped.
 
