@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> dict:
         kind = type(getattr(AlignerConfig(), key))
         overrides[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     corpus = load_builtin(mode)
-    english = [s for s in corpus.speakers if corpus.filter(speakers=s)[0].language == "en"]
+    from ttslab.data.speakers import is_adaptation
+
+    english = [s for s in corpus.speakers if corpus.filter(speakers=s)[0].language == "en" and not is_adaptation(s)]
     speakers = english if args.speakers == "all" else args.speakers.split(",")
 
     started = time.perf_counter()

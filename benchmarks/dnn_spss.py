@@ -272,7 +272,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     mode = args.mode
     kinds = args.kinds.split(",")
-    corpus = load_builtin(mode).filter(language="en")
+    from ttslab.data.speakers import ENGLISH_SPEAKERS
+
+    corpus = load_builtin(mode).filter(speakers=list(ENGLISH_SPEAKERS))  # the source speakers, not the adaptation ones
     speakers = args.speakers.split(",") if args.speakers else (corpus.speakers if mode == "ci"
                                                                else list(FULL_DEFAULT_SPEAKERS))
     workdir = tempfile.TemporaryDirectory(prefix="dnn_spss_")

@@ -227,7 +227,9 @@ def main(argv: list[str] | None = None) -> dict:
     from ttslab.data import load_builtin
 
     mode = args.mode
-    corpus = load_builtin(mode).filter(language="en")
+    from ttslab.data.speakers import ENGLISH_SPEAKERS
+
+    corpus = load_builtin(mode).filter(speakers=list(ENGLISH_SPEAKERS))  # the source speakers, not the adaptation ones
     if args.speakers:
         speakers = args.speakers.split(",")
     else:

@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> dict:
     from ttslab.data import load_builtin
 
     mode = args.mode
-    corpus = load_builtin(mode).filter(split="test", language="en")
+    from ttslab.data.speakers import ENGLISH_SPEAKERS
+
+    corpus = load_builtin(mode).filter(split="test", speakers=list(ENGLISH_SPEAKERS))  # the source speakers
     utterances = list(corpus)[: args.limit] if args.limit else list(corpus)
     results = evaluate_vocoders(utterances, jobs=args.jobs)
     results["meta"] = {

@@ -206,3 +206,47 @@ def test_synthesize_speaker_rejects_bad_controls():
         builtin.synthesize_speaker("Hello.", "en_wm_f", pitch=8)
     with pytest.raises(ValueError, match="rate"):
         builtin.synthesize_speaker("Hello.", "en_us_m", rate=0)
+
+
+#: sha256 of the sorted [utt_id, speaker, split, text] of every source speaker's utterance and of their
+#: build keys (eSpeak 1.52.0), computed on the corpus plan before the adaptation speakers were added.
+SOURCE_PLAN_PINS = {
+    "ci": (548, "dd87ea60c0f53c383ea8637aeb195b5ac1398ff39d871e069fe934e481ea35a2",
+           "38215c96fed8be7ce662c3523cad06f78d2234a112e315764b5543929675679e"),
+    "full": (3940, "1133f013682c0526efca988143ab1cd918046b8c5dec00c155a405e6de0f4850",
+             "3062a5a3370f2d8a758b0a828a7938616f5d7820e75658f73e1cd30d78722637"),
+}
+
+
+@pytest.mark.parametrize("mode", ["ci", "full"])
+def test_source_speakers_utterances_and_splits_are_pinned(mode):
+    """Adding the adaptation speakers changed none of the existing utterances, ids, splits or audio keys."""
+    jobs = [j for j in builtin.plan(mode) if j.speaker.role == "source"]
+    rows = sorted([j.utt_id, j.speaker.id, j.split, j.text] for j in jobs)
+    keys = sorted(j.key("1.52.0") for j in jobs)
+    n, rows_sha, keys_sha = SOURCE_PLAN_PINS[mode]
+    assert len(rows) == n
+    assert hashlib.sha256(json.dumps(rows).encode()).hexdigest() == rows_sha
+    assert hashlib.sha256(json.dumps(keys).encode()).hexdigest() == keys_sha
+
+
+def test_adaptation_speakers_are_new_voices_with_held_out_sentences():
+    from ttslab.data.speakers import ADAPTATION_SPEAKERS, ENGLISH_SPEAKERS, SPEAKERS
+
+    assert ENGLISH_SPEAKERS == ("en_us_m", "en_us_f", "en_gb_m", "en_gb_f", "en_rp_f", "en_sc_m", "en_ca_f",
+                                "en_ny_m", "en_la_m", "en_wm_f")
+    new = [builtin.speaker(s) for s in ADAPTATION_SPEAKERS]
+    assert len(new) >= 4 and {s.gender for s in new} == {"male", "female"} and {s.language for s in new} == {"en"}
+    combos = lambda ss: {(s.voice, s.rate, s.pitch, s.pitch_range) for s in ss}
+    assert not combos(new) & combos(s for s in SPEAKERS if s.role == "source")  # eSpeak settings not heard before
+    assert len({s.voice for s in new}) == len(new)
+    for mode in ("ci", "full"):
+        jobs = builtin.plan(mode)
+        mine = [j for j in jobs if j.speaker.id in ADAPTATION_SPEAKERS]
+        source_test = {j.text for j in jobs if j.speaker.id == "en_us_m" and j.split == "test"}
+        for s in ADAPTATION_SPEAKERS:
+            test = {j.text for j in mine if j.speaker.id == s and j.split == "test"}
+            train = {j.text for j in mine if j.speaker.id == s and j.split == "train"}
+            assert test == source_test and train and not train & test
+    with pytest.raises(ValueError, match="role"):
+        builtin.Speaker("x", "en", "en", "x", "male", role="teacher")

@@ -63,8 +63,8 @@ def test_the_private_use_check_catches_both_forms(tmp_path, monkeypatch):
 LAYERS = {  # a module may import its own layer or lower ones
     "data": 0, "text": 0, "dsp": 0, "metrics": 0, "io": 0, "config": 0, "checkpoint": 0, "exercises": 0,
     "device": 0,
-    "vocoders": 1, "classical": 2, "models": 2, "train": 3, "distill": 3, "federated": 3, "distributed": 3,
-    "pretrained": 3, "serving": 4, "widgets": 4,
+    "vocoders": 1, "classical": 2, "models": 2, "train": 3, "distill": 3, "transfer": 3, "federated": 3,
+    "distributed": 3, "pretrained": 3, "serving": 4, "widgets": 4,
 }
 
 

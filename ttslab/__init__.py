@@ -5,7 +5,7 @@ The package is layered; lower layers never import upper ones::
     data, text, dsp, metrics, io, config, device   (bottom)
     vocoders                                   (uses dsp)
     classical, models                          (later issues)
-    train, distill, federated, distributed     (later issues)
+    train, transfer, distill, federated, distributed   (later issues)
     serving, widgets                           (top: Ray Serve server and clients; IPython / ipywidgets)
 
 Where things live:
@@ -15,7 +15,8 @@ Where things live:
 * **every training recipe is ``ttslab.train.<model>``** -- which data, the settings per mode and a
   command line ``python -m ttslab.train.<model> --mode full ...`` that writes the result and a log
   with the exact command: ``aligner``, ``hmm_voice``, ``dnn_spss``, ``fastspeech``, ``vocoder``,
-  ``judge``, and the distillation and federated recipes to come (``ttslab.train.distill_*``,
+  ``judge``, ``adapt`` (speaker adaptation, whose methods, adapters and kinds of transfer live in
+  ``ttslab.transfer``), and the distillation and federated recipes to come (``ttslab.train.distill_*``,
   ``ttslab.train.federated_*``), whose losses, strategies and simulators live in
   ``ttslab.distill`` and ``ttslab.federated``;
 * text reaches every model through one front-end, :mod:`ttslab.text.frontend`; the WORLD streams

@@ -1,7 +1,10 @@
 """The built-in corpus: a parallel, multi-speaker corpus synthesized locally with eSpeak NG.
 
 Every speaker reads the same prompts (so the corpus is parallel), and because eSpeak reports the
-exact start sample of each phone, every utterance comes with exact phone boundaries.
+exact start sample of each phone, every utterance comes with exact phone boundaries. The English
+adaptation speakers (:data:`ttslab.data.speakers.ADAPTATION_SPEAKERS`) read the English prompts with
+the same train/test split as the source speakers; adding them left every source speaker's
+utterances, ids and splits as they were (``tests/test_corpus.py`` pins them).
 
 Layout of a built corpus (``ttslab.config.data_home() / "builtin-<mode>"`` by default)::
 
@@ -112,8 +115,12 @@ class Job:
     split: str
 
     def key(self, espeak_version: str) -> str:
-        """What the utterance's bytes depend on; a stored utterance with the same key is reused."""
-        blob = json.dumps([BUILDER_VERSION, espeak_version, asdict(self.speaker), self.text, self.split], sort_keys=True)
+        """What the utterance's bytes depend on; a stored utterance with the same key is reused.
+
+        The speaker's ``role`` is left out: it does not change the audio, and leaving it out keeps
+        the keys of corpora built before roles existed."""
+        voice = {k: v for k, v in asdict(self.speaker).items() if k != "role"}
+        blob = json.dumps([BUILDER_VERSION, espeak_version, voice, self.text, self.split], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -10,6 +10,18 @@ the other.
 EspeakVoice(voice='en-us+f3', language='en', rate=170, pitch=55, pitch_range=60)
 >>> espeak_voice_for("some_reader", "de").voice      # not built in: the language's default voice
 'de'
+
+Two roles. The ten English **source** speakers (:data:`ENGLISH_SPEAKERS`) are what every
+multi-speaker model is trained on. The four English **adaptation** speakers
+(:data:`ADAPTATION_SPEAKERS`, new eSpeak voice/variant/pitch/rate combinations, two female and two
+male) are held back from every registered model: they are the "new voices" of speaker adaptation
+(notebook 07, :mod:`ttslab.transfer`). They read the same English prompts, split the same way, so
+their test sentences are unseen text as well as an unseen voice.
+
+>>> ADAPTATION_SPEAKERS
+('tgt_us_f', 'tgt_rp_m', 'tgt_sc_f', 'tgt_ca_m')
+>>> set(ADAPTATION_SPEAKERS) & set(ENGLISH_SPEAKERS)
+set()
 """
 
 from __future__ import annotations
@@ -18,10 +30,18 @@ from dataclasses import dataclass
 
 from ttslab.text.frontend import EspeakVoice
 
+#: What a built-in speaker is for: training data of the shared models, or a held-back new voice.
+ROLES = ("source", "adaptation")
+
 
 @dataclass(frozen=True)
 class Speaker:
-    """A built-in speaker: an eSpeak voice (+variant) with its own rate and pitch."""
+    """A built-in speaker: an eSpeak voice (+variant) with its own rate and pitch.
+
+    ``role`` is ``"source"`` (models train on it) or ``"adaptation"`` (held back as a new voice).
+    It says how models use a speaker, not how it sounds, so it is no part of the audio's identity
+    (:meth:`ttslab.data.builtin.Job.key` leaves it out).
+    """
 
     id: str
     voice: str
@@ -31,6 +51,11 @@ class Speaker:
     rate: int = 175
     pitch: int = 50
     pitch_range: int = 50
+    role: str = "source"
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise ValueError(f"speaker role must be one of {ROLES}, got {self.role!r}")
 
     @property
     def espeak_voice(self) -> EspeakVoice:
@@ -53,10 +78,21 @@ SPEAKERS: tuple[Speaker, ...] = (
     Speaker("es_f", "es+f2", "es", "Castilian Spanish", "female", rate=170, pitch=55),
     Speaker("de_m", "de", "de", "Standard German", "male", rate=160, pitch=45),
     Speaker("de_f", "de+f4", "de", "Standard German", "female", rate=165, pitch=55),
+    # new voices for speaker adaptation: no registered model has heard them
+    Speaker("tgt_us_f", "en-us+f4", "en", "General American", "female", rate=160, pitch=62, pitch_range=55,
+            role="adaptation"),
+    Speaker("tgt_rp_m", "en-gb-x-rp+m1", "en", "Received Pronunciation", "male", rate=170, pitch=42,
+            pitch_range=50, role="adaptation"),
+    Speaker("tgt_sc_f", "en-gb-scotland+f5", "en", "Scottish", "female", rate=175, pitch=58, pitch_range=60,
+            role="adaptation"),
+    Speaker("tgt_ca_m", "en-029+m5", "en", "Caribbean", "male", rate=165, pitch=45, pitch_range=50,
+            role="adaptation"),
 )
 
 #: The built-in English speakers in a fixed order: speaker index ``i`` of every multi-speaker model.
-ENGLISH_SPEAKERS = tuple(s.id for s in SPEAKERS if s.language == "en")
+ENGLISH_SPEAKERS = tuple(s.id for s in SPEAKERS if s.language == "en" and s.role == "source")
+#: The English adaptation speakers (held back from every shared model), in a fixed order.
+ADAPTATION_SPEAKERS = tuple(s.id for s in SPEAKERS if s.role == "adaptation")
 #: eSpeak voice for text of a language when the speaker is not built in (a real corpus' speaker).
 DEFAULT_VOICES = {"en": "en-us", "es": "es", "de": "de"}
 
@@ -67,6 +103,11 @@ def speaker(speaker_id: str) -> Speaker:
         if s.id == speaker_id:
             return s
     raise KeyError(f"unknown built-in speaker {speaker_id!r}; choose one of {[s.id for s in SPEAKERS]}")
+
+
+def is_adaptation(speaker_id: str) -> bool:
+    """Whether ``speaker_id`` is a built-in adaptation speaker (see :data:`ADAPTATION_SPEAKERS`)."""
+    return speaker_id in ADAPTATION_SPEAKERS
 
 
 def is_builtin(speaker_id: str) -> bool:

@@ -40,6 +40,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ttslab.data.speakers import ENGLISH_SPEAKERS
 from ttslab.device import resolve_device
 from ttslab.dsp.normalize import Normalizer
 from ttslab.dsp.streams import Observations, extract_features, phone_frame_ranges
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     mode = args.mode or current_mode()
     set_threads(args.threads)
-    corpus = load_builtin(mode).filter(language="en")
+    corpus = load_builtin(mode).filter(speakers=list(ENGLISH_SPEAKERS))  # the source speakers
     speakers = args.speakers.split(",") if args.speakers else list(FULL_SPEAKERS)
     kinds = args.kinds.split(",")
     config = DNNConfig.full(kinds[0])

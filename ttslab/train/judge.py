@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 
 from ttslab.data.datasets import AcousticDataset, collate_acoustic
+from ttslab.data.speakers import is_adaptation
 from ttslab.device import resolve_device
 from ttslab.metrics import corpus_phone_error_rate
 from ttslab.models.judge import JudgeConfig, PhoneRecognizer, ctc_loss, transcribe_batch
@@ -44,8 +45,11 @@ def default_train_config(mode: str = "full") -> TrainConfig:
 
 
 def judge_utterances(corpus, split: str = "train") -> list:
-    """The English utterances of ``split`` that the judge trains or is tested on (labelled ones only)."""
-    utts = [u for u in corpus.filter(split=split, language="en") if u.segments is not None]
+    """The English utterances of ``split`` that the judge trains or is tested on (labelled ones only).
+
+    The built-in adaptation speakers are left out: they stay voices no shared model has heard."""
+    utts = [u for u in corpus.filter(split=split, language="en")
+            if u.segments is not None and not is_adaptation(u.speaker)]
     if not utts:
         raise ValueError(f"no labelled English {split!r} utterances in {corpus!r}; build the built-in corpus "
                          f"(`python -m ttslab build-corpus`) or pass a corpus with English phone timings")

@@ -45,6 +45,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ttslab.data.speakers import is_adaptation
 from ttslab.device import resolve_device
 from ttslab.dsp.spectral import HOP, SAMPLE_RATE, LogMel, hann_window
 from ttslab.train.loop import Batches, History, TrainConfig, fit, seed_everything
@@ -284,7 +285,8 @@ def main(argv: list[str] | None = None) -> Path:
     if args.steps:
         train_config.steps = args.steps
     config = VocoderConfig.full() if mode == "full" else VocoderConfig.tiny()
-    utterances = load_builtin(mode).filter(split="train", language="en")
+    utterances = [u for u in load_builtin(mode).filter(split="train", language="en")
+                  if not is_adaptation(u.speaker)]  # the adaptation speakers stay unheard
     t0, cpu0 = time.perf_counter(), time.process_time()
     model, history = train_vocoder(utterances, config, train_config, data_config,
                                    ckpt_dir=args.out.parent / (args.out.stem + "_run"), device=args.device)

@@ -1,0 +1,31 @@
+"""Transfer learning for TTS (notebook 07): speaker adaptation, adapters, and the four kinds of transfer.
+
+Pan & Yang's survey sorts transfer by *what* is carried from a source task to a target task:
+
+* **instance** -- source examples, selected or reweighted by similarity to the target
+  (:func:`~ttslab.transfer.kinds.instance_weights`);
+* **feature** -- a shared representation, here the speaker table of a multi-speaker model
+  (:func:`~ttslab.transfer.kinds.distance_correlation`);
+* **model / parameter** -- weights: a trained teacher adapted to a new speaker by fine-tuning, partial
+  fine-tuning, a new speaker embedding, LoRA adapters or L2-SP (:mod:`~ttslab.transfer.adapt`,
+  :mod:`~ttslab.transfer.adapters`);
+* **relation** -- the structure between examples, kept by relational KD
+  (:func:`~ttslab.transfer.kinds.relational_kd_loss`).
+
+:mod:`~ttslab.transfer.evaluate` scores an adapted voice (MCD-DTW, F0 RMSE, PER) through the neural
+vocoder and the judge. The recipe with a command line is :mod:`ttslab.train.adapt`.
+"""
+
+from ttslab.transfer.adapt import (METHODS, AdaptConfig, adapt_speaker, adaptation_utterances, count_trainable,
+                                   l2sp_penalty, nearest_speaker, signature_distance, speaker_signature,
+                                   with_new_speaker)
+from ttslab.transfer.adapters import LoRA, adapter_parameters, add_lora, has_adapters, merge_lora
+from ttslab.transfer.evaluate import evaluate_voice, synthesize_utterance
+from ttslab.transfer.kinds import (distance_correlation, instance_weights, pairwise_distances, relational_kd_loss,
+                                   utterance_embeddings)
+
+__all__ = ["METHODS", "AdaptConfig", "adapt_speaker", "adaptation_utterances", "count_trainable", "l2sp_penalty",
+           "nearest_speaker", "signature_distance", "speaker_signature", "with_new_speaker", "LoRA",
+           "adapter_parameters", "add_lora", "has_adapters", "merge_lora", "distance_correlation",
+           "instance_weights", "pairwise_distances", "relational_kd_loss", "utterance_embeddings", "evaluate_voice",
+           "synthesize_utterance"]
