@@ -20,7 +20,7 @@ The shipped judge was trained on English only: its PER on Spanish/German recordi
 language (:func:`ttslab.train.crosslingual.adapt_judge`), whose floor is the ``recording`` row::
 
     python benchmarks/crosslingual.py --mode ci
-    python benchmarks/crosslingual.py --mode full                 # ~15-25 min on one loaded core
+    python benchmarks/crosslingual.py --mode full                 # ~12 min of CPU on one thread
     python benchmarks/crosslingual.py --mode full --steps 200     # longer fine-tuning
 """
 
@@ -40,7 +40,19 @@ if __name__ == "__main__":
 
 SPEAKERS = ("es_f", "de_m")
 SIZES = {"full": (10, 30, None), "ci": (2, 5, None)}
-TEST_PER_SPEAKER = {"full": 5, "ci": 2}
+TEST_PER_SPEAKER = {"full": 4, "ci": 2}
+
+
+_REFERENCES: dict = {}
+
+
+def reference_analysis(utt):
+    """WORLD analysis of a recording, computed once per utterance (every system is compared with it)."""
+    from ttslab.dsp.world import world_analysis
+
+    if utt.id not in _REFERENCES:
+        _REFERENCES[utt.id] = world_analysis(utt.load_audio(), utt.sample_rate)
+    return _REFERENCES[utt.id]
 
 
 def evaluate(model, speaker: str, utts, vocoder, judge) -> list[dict]:
@@ -53,8 +65,7 @@ def evaluate(model, speaker: str, utts, vocoder, judge) -> list[dict]:
     for utt in utts:
         mel = model.infer(utterance_inputs(utt), speaker)["mel"].T.numpy()
         y = vocoder.vocode(mel)
-        ref = world_analysis(utt.load_audio(), utt.sample_rate)
-        row = compare_analyses(ref, world_analysis(y, utt.sample_rate), same_timing=False)
+        row = compare_analyses(reference_analysis(utt), world_analysis(y, utt.sample_rate), same_timing=False)
         row.update(utterance=utt.id, hyp=judge.transcribe(y), ref=list(utt.phones))
         rows.append(row)
     return rows
@@ -79,7 +90,7 @@ def recording_rows(utts, vocoder, judges: dict) -> dict[str, list[dict]]:
         out["recording"].append({"utterance": utt.id, "ref": list(utt.phones), "hyp": judges["all"].transcribe(x),
                                  "hyp_english_judge": judges["en"].transcribe(x)})
         y = vocoder.vocode(log_mel(x), length=len(x))
-        row = compare_analyses(world_analysis(x, utt.sample_rate), world_analysis(y, utt.sample_rate), True)
+        row = compare_analyses(reference_analysis(utt), world_analysis(y, utt.sample_rate), True)
         row.update(utterance=utt.id, ref=list(utt.phones), hyp=judges["all"].transcribe(y))
         out["vocoder"].append(row)
     return out

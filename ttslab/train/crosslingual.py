@@ -38,18 +38,18 @@ from ttslab.train.loop import Batches, TrainConfig, fit
 from ttslab.transfer.crosslingual import (fine_tune, phone_mapping, phones_of, scratch_model, transfer_model)
 
 INITS = ("transfer", "transfer_unmapped", "scratch")
-#: Fine-tuning settings per mode. Full: the teacher took 1-3 s a step on one thread of a loaded 2-core
-#: box with batches of 8 (~3 s utterances), so 50 steps are 1-2 min a model, 12 models 15-25 min. That
-#: is little for a model trained from scratch: the comparison is at equal (small) compute.
+#: Fine-tuning settings per mode. Full: the teacher takes ~1.2 s of CPU a step on one thread with
+#: batches of 8 (~3 s utterances), so 30 steps are ~40 s a model, the 12 models of the benchmark ~8 min.
+#: That is little for a model trained from scratch: the comparison is at equal (small) compute.
 TRAIN_CONFIGS = {
-    "full": TrainConfig(steps=50, batch_size=8, lr=5e-4, warmup=5, schedule="cosine", min_lr_ratio=0.1,
+    "full": TrainConfig(steps=30, batch_size=8, lr=1e-3, warmup=3, schedule="cosine", min_lr_ratio=0.1,
                         grad_clip=1.0, valid_every=10_000, log_every=10, seed=0, threads=1),
     "ci": TrainConfig(steps=6, batch_size=4, lr=1e-3, warmup=1, schedule="cosine", grad_clip=1.0,
                       valid_every=10_000, log_every=2, seed=0, threads=1),
 }
 #: Judge fine-tuning per mode (the judge takes ~0.3-0.5 s a step of 16 utterances on one thread).
 JUDGE_CONFIGS = {
-    "full": TrainConfig(steps=150, batch_size=16, lr=5e-4, warmup=20, schedule="cosine", min_lr_ratio=0.1,
+    "full": TrainConfig(steps=100, batch_size=16, lr=5e-4, warmup=10, schedule="cosine", min_lr_ratio=0.1,
                         grad_clip=5.0, valid_every=10_000, log_every=25, seed=0, threads=1),
     "ci": TrainConfig(steps=4, batch_size=8, lr=5e-4, warmup=1, schedule="cosine", grad_clip=5.0,
                       valid_every=10_000, log_every=2, seed=0, threads=1),
