@@ -6,8 +6,7 @@ speakers, all their utterances), prepared exactly as for the per-speaker voices
 position features, the same Δ/Δ² streams); each item is tagged with its speaker's index. The last
 5 % of each speaker's utterances are held out for validation. Targets are z-scored over all speakers.
 The duration net and the feed-forward acoustic net train like the per-speaker ones (same batches of
-16 windows of 32 frames, same learning rates); the steps (:func:`default_train_configs`) grow with
-the data, since one model now sees ten speakers.
+16 windows of 32 frames, same learning rates, same number of steps: :func:`default_train_configs`).
 
 Command line (writes ``<out>`` with its ``.sha256`` and ``<out>.log.json``)::
 
@@ -37,15 +36,12 @@ from ttslab.train.loop import Batches, TrainConfig, fit
 
 
 def default_train_configs(mode: str = "full") -> dict[str, TrainConfig]:
-    """Per-speaker settings (:func:`ttslab.train.dnn_spss.default_train_configs`) with twice the steps in
-    full mode (12000 FF steps: ~2-3 min of CPU on one thread; the duration net 2000)."""
-    from dataclasses import replace
-
+    """The per-speaker settings (:func:`ttslab.train.dnn_spss.default_train_configs`): the same steps,
+    so the shared model costs what ONE per-speaker voice costs (full: 1000 duration + 6000 FF steps,
+    ~1-2 min of CPU on one thread) while it serves ten speakers."""
     from ttslab.train.dnn_spss import default_train_configs as per_speaker
 
     configs = per_speaker(mode)
-    if mode == "full":
-        configs = {k: replace(c, steps=2 * c.steps) for k, c in configs.items()}
     return {k: configs[k] for k in ("duration", "ff")}
 
 
