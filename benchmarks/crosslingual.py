@@ -9,7 +9,8 @@ for the same number of steps (:data:`ttslab.train.crosslingual.TRAIN_CONFIGS`):
   articulatory features (:mod:`ttslab.transfer.crosslingual`), a new speaker row;
 * ``scratch``: the teacher's architecture with fresh weights.
 
-Also: ``zero_shot`` (the mapped teacher with the new speaker row and statistics, no training: k = 0),
+Also: ``zero_shot`` (the mapped teacher with the new speaker row and the pitch/energy statistics of its
+first 10 training utterances, no training: k = 0),
 ``recording`` (the judge's floor) and ``vocoder`` (the neural vocoder from the recording's mel: the
 MCD floor of every system here). All mels go through the shipped neural vocoder.
 
