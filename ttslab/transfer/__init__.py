@@ -12,6 +12,9 @@ Pan & Yang's survey sorts transfer by *what* is carried from a source task to a 
 * **relation** -- the structure between examples, kept by relational KD
   (:func:`~ttslab.transfer.kinds.relational_kd_loss`).
 
+:mod:`~ttslab.transfer.crosslingual` carries the English teacher to Spanish and German: phones it never
+saw start from their nearest English phone by articulatory features (recipe :mod:`ttslab.train.crosslingual`).
+
 :mod:`~ttslab.transfer.evaluate` scores an adapted voice (MCD-DTW, F0 RMSE, PER) through the neural
 vocoder and the judge. The recipe with a command line is :mod:`ttslab.train.adapt`.
 """
@@ -20,6 +23,9 @@ from ttslab.transfer.adapt import (METHODS, AdaptConfig, adapt_speaker, adaptati
                                    l2sp_penalty, nearest_speaker, signature_distance, speaker_signature,
                                    with_new_speaker)
 from ttslab.transfer.adapters import LoRA, adapter_parameters, add_lora, has_adapters, merge_lora
+from ttslab.transfer.crosslingual import (UnmappablePhonesError, articulatory_distance, fine_tune,
+                                         init_phone_embeddings, mapping_table, nearest_known_phone, phone_mapping,
+                                         scratch_model, transfer_model)
 from ttslab.transfer.evaluate import evaluate_voice, synthesize_utterance
 from ttslab.transfer.kinds import (distance_correlation, instance_weights, pairwise_distances, relational_kd_loss,
                                    utterance_embeddings)
@@ -28,4 +34,5 @@ __all__ = ["METHODS", "AdaptConfig", "adapt_speaker", "adaptation_utterances", "
            "nearest_speaker", "signature_distance", "speaker_signature", "with_new_speaker", "LoRA",
            "adapter_parameters", "add_lora", "has_adapters", "merge_lora", "distance_correlation",
            "instance_weights", "pairwise_distances", "relational_kd_loss", "utterance_embeddings", "evaluate_voice",
-           "synthesize_utterance"]
+           "synthesize_utterance", "UnmappablePhonesError", "articulatory_distance", "fine_tune", "init_phone_embeddings",
+           "mapping_table", "nearest_known_phone", "phone_mapping", "scratch_model", "transfer_model"]
