@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, required=True, help="checkpoint path (.pt)")
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--size", choices=("full", "small"), default="full",
+                        help="full: the shipped vocoder; small: the compressed one for embedded use (full mode)")
     parser.add_argument("--device", default="auto", help="auto (GPU if any, else CPU), cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
 
@@ -284,14 +286,14 @@ def main(argv: list[str] | None = None) -> Path:
     train_config.threads = args.threads
     if args.steps:
         train_config.steps = args.steps
-    config = VocoderConfig.full() if mode == "full" else VocoderConfig.tiny()
+    config = getattr(VocoderConfig, args.size)() if mode == "full" else VocoderConfig.tiny()
     utterances = [u for u in load_builtin(mode).filter(split="train", language="en")
                   if not is_adaptation(u.speaker)]  # the adaptation speakers stay unheard
     t0, cpu0 = time.perf_counter(), time.process_time()
     model, history = train_vocoder(utterances, config, train_config, data_config,
                                    ckpt_dir=args.out.parent / (args.out.stem + "_run"), device=args.device)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
-    log = {"mode": mode, "model_config": asdict(config), "train_config": train_config.to_dict(),
+    log = {"mode": mode, "size": args.size, "model_config": asdict(config), "train_config": train_config.to_dict(),
            "data_config": asdict(data_config), "parameters": model.num_parameters(),
            "seconds_total": seconds, "seconds_training": history.seconds, "cpu_seconds_total": cpu_seconds,
            "load_average_1min_at_end": os.getloadavg()[0], "threads": torch.get_num_threads(),

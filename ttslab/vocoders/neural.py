@@ -84,6 +84,11 @@ class VocoderConfig:
         return cls()
 
     @classmethod
+    def small(cls) -> "VocoderConfig":
+        """A compressed vocoder for embedded use (~0.2 M parameters): a third of the width, 4 blocks."""
+        return cls(dim=64, intermediate=192, layers=4)
+
+    @classmethod
     def tiny(cls) -> "VocoderConfig":
         """For CI and tests: trains a few steps in seconds."""
         return cls(dim=32, intermediate=64, layers=2)
