@@ -99,7 +99,8 @@ def test_parametric_systems_share_one_feature_config_and_the_dnn_never_imports_t
 def test_every_training_recipe_is_found_by_the_documented_rule():
     """Rule (ttslab docstring): the recipe of model X is ``ttslab.train.X``, with a ``main`` for the command line."""
     assert "ttslab.train.<model>" in ttslab.__doc__
-    for name in ("judge", "vocoder", "dnn_spss", "fastspeech", "hmm_voice", "aligner", "distill_classic"):
+    for name in ("judge", "vocoder", "dnn_spss", "fastspeech", "hmm_voice", "aligner", "distill_classic",
+                 "distill_fastspeech"):
         module = importlib.import_module(f"ttslab.train.{name}")
         assert callable(getattr(module, "main", None)), name
 
