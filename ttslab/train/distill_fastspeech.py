@@ -35,6 +35,7 @@ if __name__ == "__main__":  # one BLAS thread before numpy/torch load (the CPU b
         os.environ.setdefault(_var, "1")
 
 import argparse
+import platform
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                        wall_seconds=round(time.perf_counter() - t0, 1),
                        cpu_seconds=round(time.process_time() - cpu0, 1), command=command,
                        device=str(next(model.parameters()).device),
-                       device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                       device_name=(torch.cuda.get_device_name(device) if device.type == "cuda"
+                                    else f"CPU ({platform.machine()})"),
                        teacher=args.teacher or "pretrained:fastspeech_teacher")
     log["model"] = "fastspeech_student"
     out = Path(args.out)
