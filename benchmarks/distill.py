@@ -320,6 +320,20 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
                      "peak_rss_mb": rss[name][0], "rss_growth_mb": rss[name][1], "train_seconds": log.get("seconds"),
                      "train_device": log.get("device_name") or log.get("device"),
                      "best_valid": log.get("best_valid")})
+    add_goal_columns(rows)
+    best = min(rows[1:], key=lambda r: (r["mcd_dtw_db"], r["per"]))
+    return {"rows": rows, "sentences": len(utts), "speakers": list(STUDENT_SPEAKERS[mode]), "repeats": repeats,
+            "vocoder_parameters": vocoder_parameters(vocoder), "peak_rss_baseline_mb": rss_base[0], "goals": GOALS,
+            "nix_tts": NIX_TTS, "summary": {"best_student": best["model"], "best_goals": best["goals"],
+                                            **{k: best[k] for k in ("parameter_share", "speedup", "mcd_db_behind",
+                                                                    "per_points_behind", "speedup_acoustic",
+                                                                    "parameter_share_acoustic")}}}
+
+
+def add_goal_columns(rows: list[dict]) -> list[dict]:
+    """Ratios to the teacher (``rows[0]``) and issue 10's section-4 goals as booleans, added to every row:
+    ``parameter_share`` = end-to-end parameters / the teacher's, ``speedup`` = teacher RTF / RTF (end to
+    end; ``_acoustic``: without the vocoder), ``mcd_db_behind``, ``per_points_behind`` (PER in points)."""
     t = rows[0]
     for r in rows:
         r["parameter_share"] = r["parameters_end_to_end"] / t["parameters_end_to_end"]
@@ -332,13 +346,7 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
                       "speedup": r["speedup"] >= GOALS["speedup"],
                       "mcd_db_behind": r["mcd_db_behind"] <= GOALS["mcd_db_behind"],
                       "per_points_behind": r["per_points_behind"] <= GOALS["per_points_behind"]}
-    best = min(rows[1:], key=lambda r: (r["mcd_dtw_db"], r["per"]))
-    return {"rows": rows, "sentences": len(utts), "speakers": list(STUDENT_SPEAKERS[mode]), "repeats": repeats,
-            "vocoder_parameters": vocoder_parameters(vocoder), "peak_rss_baseline_mb": rss_base[0], "goals": GOALS,
-            "nix_tts": NIX_TTS, "summary": {"best_student": best["model"], "best_goals": best["goals"],
-                                            **{k: best[k] for k in ("parameter_share", "speedup", "mcd_db_behind",
-                                                                    "per_points_behind", "speedup_acoustic",
-                                                                    "parameter_share_acoustic")}}}
+    return rows
 
 
 def vocoder_parameters(vocoder) -> int:

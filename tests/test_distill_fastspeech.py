@@ -133,3 +133,42 @@ def test_a_student_that_does_not_match_the_teacher_is_refused(teacher_path, tmp_
     with pytest.raises(ValueError, match="no training utterances"):
         main(["--mode", "ci", "--method", "scratch", "--teacher", str(other), "--out", str(tmp_path / "s.pt"),
               "--device", "cpu", "--no-progress"])
+
+
+def load_benchmark():
+    """benchmarks/distill.py as a module (the folder is not a package; its ``import harness`` needs the folder)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location("distill_benchmark_under_test", folder / "distill.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_goal_columns_by_hand_and_the_table_has_the_anchor_row(tmp_path):
+    bench = load_benchmark()
+
+    teacher = {"model": "teacher", "method": "teacher", "parameters": 6_000_000, "parameters_end_to_end": 7_500_000,
+               "mcd_dtw_db": 6.0, "f0_rmse_hz": 20.0, "vuv_error": 0.1, "per": 0.10, "rtf_acoustic": 0.02,
+               "rtf_end_to_end": 0.05, "peak_rss_mb": 500.0, "rss_growth_mb": 50.0, "train_seconds": 100.0,
+               "train_device": "cpu"}
+    good = {**teacher, "model": "good", "method": "kd", "parameters": 500_000, "parameters_end_to_end": 1_400_000,
+            "mcd_dtw_db": 6.25, "per": 0.115, "rtf_acoustic": 0.002, "rtf_end_to_end": 0.009}
+    bad = {**good, "model": "bad", "parameters_end_to_end": 1_600_000, "mcd_dtw_db": 6.35, "per": 0.125,
+           "rtf_end_to_end": 0.011}
+    rows = bench.add_goal_columns([teacher, good, bad])
+    assert good["parameter_share"] == pytest.approx(1.4 / 7.5) and good["speedup"] == pytest.approx(0.05 / 0.009)
+    assert good["speedup_acoustic"] == pytest.approx(10.0) and good["per_points_behind"] == pytest.approx(1.5)
+    assert all(good["goals"].values()) and not any(bad["goals"].values())  # 21.3 %, 4.5x, 0.35 dB, 2.5 points
+    result = {"rows": rows, "sentences": 2, "speakers": ["en_us_m"], "repeats": 2, "vocoder_parameters": 900_000,
+              "peak_rss_baseline_mb": 400.0, "goals": bench.GOALS, "nix_tts": bench.NIX_TTS}
+    text = "\n".join(bench.students_markdown(result))
+    assert "| good | kd |" in text and text.count("pass") == 4 and text.count("FAIL") == 4
+    assert "Nix-TTS (reported, vs VITS) | | | 11%-18% |" in text and "3-3.3x" in text
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        bench.student_checkpoints("ci", [f"x={tmp_path / 'missing.pt'}"], tmp_path)
