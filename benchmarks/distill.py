@@ -309,7 +309,7 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
         hyps = [judge.transcribe(y) for y in audio[name]]
         log = found[name][1]
         rows.append({"model": name, "method": log.get("method", "teacher" if name == "teacher" else None),
-                     "size": log.get("size"), "parameters": m.num_parameters(),
+                     "size": log.get("size"), "steps": log.get("steps_done"), "parameters": m.num_parameters(),
                      "parameters_end_to_end": m.num_parameters() + vocoder_parameters(vocoder),
                      "mcd_dtw_db": harness.finite_mean(s["mcd_dtw_db"] for s in scores),
                      "f0_rmse_hz": harness.finite_mean(s.get("f0_rmse_hz") for s in scores),
@@ -369,11 +369,12 @@ def students_markdown(s: dict) -> list[str]:
              f"{s['goals']['mcd_db_behind']:g} dB MCD and <= {s['goals']['per_points_behind']:g} PER points "
              f"behind the teacher.", "",
              "| model | method | parameters (acoustic) | share e2e (acoustic) | MCD-DTW dB | F0 RMSE Hz | V/UV % | "
-             "PER % | RTF e2e | speed-up e2e (acoustic) | peak RSS MB (+model) | train s (device) | params goal | "
+             "PER % | RTF e2e | speed-up e2e (acoustic) | peak RSS MB (+model) | train s (device, steps) | params goal | "
              "speed goal | MCD goal | PER goal |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|"]
     for r in s["rows"]:
         g = r["goals"]
-        train = "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f} ({r['train_device'] or '?'})"
+        train = ("" if r["train_seconds"] is None else
+                 f"{r['train_seconds']:.0f} ({r['train_device'] or '?'}, {r.get('steps') or '?'} steps)")
         goals = ["", "", "", ""] if r["model"] == "teacher" else [yes(g[k]) for k in GOALS]
         lines.append(f"| {r['model']} | {r['method'] or ''} | {r['parameters']:,} | {r['parameter_share']:.1%} "
                      f"({r['parameter_share_acoustic']:.1%}) | {harness.fmt(r['mcd_dtw_db'], 2)} | "
