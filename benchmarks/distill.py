@@ -9,7 +9,15 @@ frames are aligned by DTW). Two int8 variants: matrix multiplications only, and 
 ``small``-config model (the student's architecture: speed and size only until the students exist);
 ci mode: an untrained ``tiny`` model.
 
-``--part classic`` (the TTS students of issue 10 will add their own parts):
+``--part students``: the TTS students (:mod:`ttslab.train.distill_fastspeech`) against the registered
+teacher, end to end with the registered neural vocoder, side by side on one thread: MCD-DTW, F0 RMSE,
+V/UV (WORLD analyses, as ``benchmarks/deep_tts.py``), PER (the judge), parameters, RTF (acoustic model
+alone and end to end), peak RSS of a synthesis process, training time; issue 10's section-4 goals as
+pass/fail columns and Nix-TTS' reported ratios as the anchor row. Students: ``--student NAME=PATH``
+(repeatable), else every registered ``student_*``; CI mode without either uses the CI tiny model as a
+stand-in student (a smoke run, not a result).
+
+``--part classic``:
 frame-level phone classification from log-mel on the built-in corpus
 (:mod:`ttslab.distill.classic`, recipe :mod:`ttslab.train.distill_classic`). A BiLSTM teacher, then
 students of one size (a BiGRU ~10x smaller), all with the same step budget: from scratch, distilled
@@ -22,6 +30,7 @@ knowledge": the phone pairs the teacher's soft labels (``T = 4``) call most alik
     python benchmarks/distill.py --mode ci --part classic     # 2 speakers, a few steps (~30 s)
     python benchmarks/distill.py --mode full --part classic   # 4 speakers, ~4.1 k windows (~6-7 min of one free core)
     python benchmarks/distill.py --mode full --part export    # teacher + small, 10 test sentences (~1-2 min)
+    python benchmarks/distill.py --mode full --part students  # registered student_* (or --student NAME=PATH)
 
 Results go to ``<out>/distill_<mode>.json`` and ``.md``. One seed per model: differences of a few
 tenths of a point between students are within what another seed would move.
@@ -37,7 +46,7 @@ except ModuleNotFoundError:
 if __name__ == "__main__":
     harness.pin_blas_env()  # one BLAS thread, before numpy/torch start their pools
 
-PARTS = ("classic", "export")
+PARTS = ("classic", "export", "students")
 
 
 def classic(mode: str) -> dict:
@@ -157,6 +166,228 @@ def export(mode: str) -> dict:
                         **{f"{r['model']} {r['runtime']} rtf": r["rtf"] for r in rows}}}
 
 
+# ----------------------------------------------------------------------------- TTS students (issue 10, 3-4)
+
+STUDENT_SPEAKERS = {"full": ("en_us_m", "en_us_f", "en_gb_m", "en_rp_f"), "ci": ("en_us_m", "en_us_f")}
+PER_SPEAKER = {"full": 5, "ci": 1}
+#: Issue 10 section 4, end to end (acoustic model + vocoder): the student's share of the teacher's
+#: parameters, its speed-up, and how far behind the teacher its MCD-DTW and PER may be.
+GOALS = {"parameter_share": 0.20, "speedup": 5.0, "mcd_db_behind": 0.3, "per_points_behind": 2.0}
+#: The anchor: Nix-TTS (Chevi et al. 2022) against its teacher (VITS), parameters and CPU speed-up.
+NIX_TTS = {"parameter_reduction": (0.82, 0.89), "cpu_speedup": (3.0, 3.3)}
+
+
+def student_checkpoints(mode: str, specs: list[str], folder) -> dict:
+    """``{label: (checkpoint path, training log or {})}``: the teacher first, then ``specs``
+    (``NAME=PATH`` or ``PATH``), else every registered ``student_*``; in CI mode with neither, the CI
+    cache's tiny FastSpeech (trained from scratch) stands in, so that the part runs everywhere."""
+    import json
+    from pathlib import Path
+
+    from ttslab import pretrained
+
+    found = {"teacher": (pretrained.path("fastspeech_teacher"), pretrained.training_log("fastspeech_teacher"))}
+    for spec in specs:
+        name, _, path = spec.rpartition("=")
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"--student {spec}: no checkpoint at {path} (train one with "
+                                    f"python -m ttslab.train.distill_fastspeech ... --out {path})")
+        log = path.with_name(path.name + ".log.json")
+        found[name or path.stem] = (path, json.loads(log.read_text()) if log.is_file() else {})
+    if not specs:
+        for name in pretrained.available():
+            if name.startswith("student_"):
+                found[name] = (pretrained.path(name), pretrained.training_log(name))
+    if len(found) == 1:
+        if mode != "ci":
+            raise SystemExit("no students: pass --student NAME=PATH (python -m ttslab.train.distill_fastspeech) "
+                             "or register them (python scripts/train_pretrained.py student_small)")
+        from ttslab.train.fastspeech import cached_fastspeech
+
+        path = Path(folder) / "tiny_ci.pt"
+        cached_fastspeech("ci", "tiny", progress=False, device="cpu").save(path, half=False)
+        found["tiny scratch (CI cache, stand-in)"] = (path, {})
+    return found
+
+
+def current_rss_mb() -> float:
+    """This process' resident set size now (Linux ``/proc/self/status``), MB."""
+    from pathlib import Path
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_probe(path, utterance_inputs: list, speakers: list, queue) -> None:
+    """(In a fresh process.) Load the registered vocoder, then the acoustic model at ``path`` (None: none),
+    synthesize; report ``(peak RSS, RSS now - RSS before the acoustic model)`` in MB (``ru_maxrss``: KB)."""
+    import resource
+
+    import torch
+
+    from ttslab import pretrained
+    from ttslab.models.fastspeech import FastSpeech
+
+    torch.set_num_threads(1)
+    vocoder = pretrained.load("vocoder")
+    before = current_rss_mb()
+    if path is not None:
+        model = FastSpeech.from_checkpoint(path)
+        for x, spk in zip(utterance_inputs, speakers):
+            vocoder.vocode(model.infer(x, spk)["mel"].T.numpy())
+    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, current_rss_mb() - before))
+
+
+def peak_rss_mb(path, utterance_inputs: list, speakers: list) -> tuple[float, float]:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # a fresh interpreter: its peak is this synthesis' alone
+    queue = ctx.Queue()
+    p = ctx.Process(target=peak_rss_probe, args=(path, utterance_inputs, speakers, queue))
+    p.start()
+    value = queue.get(timeout=600)
+    p.join()
+    return value
+
+
+def students(mode: str, specs: list[str], per_speaker: int | None = None, repeats: int = 2) -> dict:
+    """Teacher vs students, end to end with the registered neural vocoder, on held-out test sentences."""
+    import tempfile
+    import time
+
+    import torch
+
+    from ttslab import pretrained
+    from ttslab.data import load_builtin
+    from ttslab.dsp.world import world_analysis
+    from ttslab.metrics import corpus_phone_error_rate
+    from ttslab.models.fastspeech import FastSpeech, utterance_inputs
+    from ttslab.vocoders.evaluate import compare_analyses
+
+    torch.set_num_threads(1)
+    corpus = load_builtin(mode)
+    per_speaker = per_speaker or PER_SPEAKER[mode]
+    utts = [u for spk in STUDENT_SPEAKERS[mode] for u in list(corpus.filter(speakers=spk, split="test"))[:per_speaker]]
+    judge, vocoder = pretrained.load("judge"), pretrained.load("vocoder")
+    with tempfile.TemporaryDirectory() as tmp:
+        found = student_checkpoints(mode, specs, tmp)
+        models = {name: FastSpeech.from_checkpoint(path) for name, (path, _) in found.items()}
+        teacher = models["teacher"]
+        for name, m in models.items():
+            if m.speakers != teacher.speakers or m.config.n_phones != teacher.config.n_phones:
+                raise ValueError(f"{name}: speakers/phones differ from the teacher's; not a student of it")
+        inputs = [utterance_inputs(u) for u in utts]
+        # side by side: every utterance through every model in turn, best of `repeats` (a shared machine)
+        timing = {name: {"acoustic": 0.0, "total": 0.0, "audio": 0.0} for name in models}
+        audio = {name: [] for name in models}
+        for u, x in zip(utts, inputs):
+            for name, m in models.items():
+                best_a = best_t = float("inf")
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    mel = m.infer(x, u.speaker)["mel"].T.numpy()
+                    t1 = time.perf_counter()
+                    y = vocoder.vocode(mel)
+                    t2 = time.perf_counter()
+                    best_a, best_t = min(best_a, t1 - t0), min(best_t, t2 - t0)
+                timing[name]["acoustic"] += best_a
+                timing[name]["total"] += best_t
+                timing[name]["audio"] += len(y) / u.sample_rate
+                audio[name].append(y)
+        n_rss = min(3, len(utts))
+        rss_base = peak_rss_mb(None, inputs[:n_rss], [u.speaker for u in utts[:n_rss]])
+        rss = {name: peak_rss_mb(str(found[name][0]), inputs[:n_rss], [u.speaker for u in utts[:n_rss]])
+               for name in models}
+    refs = [world_analysis(u.load_audio(), u.sample_rate) for u in utts]
+    rows = []
+    for name, m in models.items():
+        scores = [compare_analyses(ref, world_analysis(y, u.sample_rate), same_timing=False)
+                  for ref, y, u in zip(refs, audio[name], utts)]
+        hyps = [judge.transcribe(y) for y in audio[name]]
+        log = found[name][1]
+        rows.append({"model": name, "method": log.get("method", "teacher" if name == "teacher" else None),
+                     "size": log.get("size"), "steps": log.get("steps_done"), "parameters": m.num_parameters(),
+                     "parameters_end_to_end": m.num_parameters() + vocoder_parameters(vocoder),
+                     "mcd_dtw_db": harness.finite_mean(s["mcd_dtw_db"] for s in scores),
+                     "f0_rmse_hz": harness.finite_mean(s.get("f0_rmse_hz") for s in scores),
+                     "vuv_error": harness.finite_mean(s.get("vuv_error") for s in scores),
+                     "per": corpus_phone_error_rate([list(u.phones) for u in utts], hyps),
+                     "rtf_acoustic": timing[name]["acoustic"] / timing[name]["audio"],
+                     "rtf_end_to_end": timing[name]["total"] / timing[name]["audio"],
+                     "peak_rss_mb": rss[name][0], "rss_growth_mb": rss[name][1], "train_seconds": log.get("seconds"),
+                     "train_device": log.get("device_name") or log.get("device"),
+                     "best_valid": log.get("best_valid")})
+    add_goal_columns(rows)
+    best = min(rows[1:], key=lambda r: (r["mcd_dtw_db"], r["per"]))
+    return {"rows": rows, "sentences": len(utts), "speakers": list(STUDENT_SPEAKERS[mode]), "repeats": repeats,
+            "vocoder_parameters": vocoder_parameters(vocoder), "peak_rss_baseline_mb": rss_base[0], "goals": GOALS,
+            "nix_tts": NIX_TTS, "summary": {"best_student": best["model"], "best_goals": best["goals"],
+                                            **{k: best[k] for k in ("parameter_share", "speedup", "mcd_db_behind",
+                                                                    "per_points_behind", "speedup_acoustic",
+                                                                    "parameter_share_acoustic")}}}
+
+
+def add_goal_columns(rows: list[dict]) -> list[dict]:
+    """Ratios to the teacher (``rows[0]``) and issue 10's section-4 goals as booleans, added to every row:
+    ``parameter_share`` = end-to-end parameters / the teacher's, ``speedup`` = teacher RTF / RTF (end to
+    end; ``_acoustic``: without the vocoder), ``mcd_db_behind``, ``per_points_behind`` (PER in points)."""
+    t = rows[0]
+    for r in rows:
+        r["parameter_share"] = r["parameters_end_to_end"] / t["parameters_end_to_end"]
+        r["parameter_share_acoustic"] = r["parameters"] / t["parameters"]
+        r["speedup"] = t["rtf_end_to_end"] / r["rtf_end_to_end"]
+        r["speedup_acoustic"] = t["rtf_acoustic"] / r["rtf_acoustic"]
+        r["mcd_db_behind"] = r["mcd_dtw_db"] - t["mcd_dtw_db"]
+        r["per_points_behind"] = 100 * (r["per"] - t["per"])
+        r["goals"] = {"parameter_share": r["parameter_share"] <= GOALS["parameter_share"],
+                      "speedup": r["speedup"] >= GOALS["speedup"],
+                      "mcd_db_behind": r["mcd_db_behind"] <= GOALS["mcd_db_behind"],
+                      "per_points_behind": r["per_points_behind"] <= GOALS["per_points_behind"]}
+    return rows
+
+
+def vocoder_parameters(vocoder) -> int:
+    return int(sum(p.numel() for p in vocoder.parameters()))
+
+
+def students_markdown(s: dict) -> list[str]:
+    yes = lambda ok: "pass" if ok else "FAIL"  # noqa: E731
+    lines = ["", "## TTS students vs the teacher, end to end (acoustic model + registered neural vocoder)", "",
+             f"{s['sentences']} held-out test sentences (speakers {', '.join(s['speakers'])}), each model's own "
+             f"durations. MCD-DTW, F0 RMSE, V/UV from WORLD analyses against the recording "
+             f"(ttslab.vocoders.evaluate.compare_analyses, as benchmarks/deep_tts.py); PER: the shipped judge. "
+             f"RTF: compute seconds per second of speech on ONE thread, phones -> audio, models run side by side "
+             f"(best of {s['repeats']} per sentence); 'acoustic' leaves out the vocoder "
+             f"({s['vocoder_parameters'] / 1e6:.2f} M parameters, the same for every row). Peak RSS: a fresh process "
+             f"that loads the vocoder, then the model, and synthesizes 3 sentences (imports + vocoder alone: "
+             f"{s['peak_rss_baseline_mb']:.0f} MB); '+' is the growth of its resident memory from loading the model "
+             f"to the end of synthesis. Goals (issue 10 section 4, end to end): <= "
+             f"{s['goals']['parameter_share']:.0%} of the parameters, >= {s['goals']['speedup']:g}x RTF, <= "
+             f"{s['goals']['mcd_db_behind']:g} dB MCD and <= {s['goals']['per_points_behind']:g} PER points "
+             f"behind the teacher.", "",
+             "| model | method | parameters (acoustic) | share e2e (acoustic) | MCD-DTW dB | F0 RMSE Hz | V/UV % | "
+             "PER % | RTF e2e | speed-up e2e (acoustic) | peak RSS MB (+model) | train s (device, steps) | params goal | "
+             "speed goal | MCD goal | PER goal |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|"]
+    for r in s["rows"]:
+        g = r["goals"]
+        train = ("" if r["train_seconds"] is None else
+                 f"{r['train_seconds']:.0f} ({r['train_device'] or '?'}, {r.get('steps') or '?'} steps)")
+        goals = ["", "", "", ""] if r["model"] == "teacher" else [yes(g[k]) for k in GOALS]
+        lines.append(f"| {r['model']} | {r['method'] or ''} | {r['parameters']:,} | {r['parameter_share']:.1%} "
+                     f"({r['parameter_share_acoustic']:.1%}) | {harness.fmt(r['mcd_dtw_db'], 2)} | "
+                     f"{harness.fmt(r['f0_rmse_hz'], 1)} | {harness.fmt(r['vuv_error'], 1, 100)} | "
+                     f"{harness.fmt(r['per'], 1, 100)} | {r['rtf_end_to_end']:.4f} | {r['speedup']:.2f}x "
+                     f"({r['speedup_acoustic']:.2f}x) | {r['peak_rss_mb']:.0f} (+{r['rss_growth_mb']:.0f}) | {train} | " + " | ".join(goals) + " |")
+    n = s["nix_tts"]
+    lines.append(f"| Nix-TTS (reported, vs VITS) | | | {1 - n['parameter_reduction'][1]:.0%}-"
+                 f"{1 - n['parameter_reduction'][0]:.0%} | | | | | | {n['cpu_speedup'][0]:g}-{n['cpu_speedup'][1]:g}x "
+                 f"| | | | | | |")
+    return lines
+
+
 def carried_over(json_path, parts: list[str]) -> dict:
     """The parts *not* run now from the previous results file of this mode, each with the command and commit
     that measured it (``measured_by``), so running one part keeps the others' tables."""
@@ -222,6 +453,9 @@ def to_markdown(results: dict) -> str:
             lines.append(f"| {r['model']} | {r['runtime']} | {r['parameters']:,} | {mb} | {r['rtf']:.4f} | {diff} | "
                          f"{r.get('same_durations', '')} | {mae} |")
         lines += measured_by(e)
+    st = results.get("students")
+    if st:
+        lines += students_markdown(st) + measured_by(st)
     return "\n".join(lines) + "\n"
 
 
@@ -229,6 +463,9 @@ def main(argv=None):
     parser = harness.make_parser(__doc__, "distill")
     parser.add_argument("--part", choices=PARTS, action="append", default=None,
                         help="which part to run (repeatable; default: all)")
+    parser.add_argument("--student", action="append", default=[], metavar="NAME=PATH",
+                        help="students part: a student checkpoint (repeatable; default: the registered student_*)")
+    parser.add_argument("--per-speaker", type=int, default=None, help="students part: test sentences per speaker")
     args, run = harness.start("distill", parser, argv)
     parts = args.part or list(PARTS)
     results = carried_over(run.paths[0], parts)
@@ -236,6 +473,8 @@ def main(argv=None):
         results["classic"] = classic(args.mode)
     if "export" in parts:
         results["export"] = export(args.mode)
+    if "students" in parts:
+        results["students"] = students(args.mode, args.student, args.per_speaker)
     results["summary"] = {p: results[p]["summary"] for p in PARTS if p in results}
     return run.write(results, to_markdown)
 

@@ -53,6 +53,17 @@ for _speaker in HMM_SPEAKERS:
                                   ["--mode", "full", "--speaker", _speaker, "--jobs", "1",
                                    "--out", "{build}/hmm_%s.npz" % _speaker],
                                   f"hmm_{_speaker}.npz", f"hmm_{_speaker}.json")
+# Distilled students of fastspeech_teacher (ttslab.train.distill_fastspeech; the teacher must be registered
+# first). "student_<size>" is the method the students benchmark (benchmarks/distill.py --part students)
+# found best; "student_<size>_scratch" is the same size without a teacher, the baseline of notebook 08.
+STUDENT_STEPS = "5000"  # the teacher's budget
+for _size, _method, _suffix in (("small", "sequence+kd", ""), ("tiny", "sequence+kd", ""),
+                                ("small", "scratch", "_scratch")):
+    RECIPES[f"student_{_size}{_suffix}"] = (
+        "fastspeech", "ttslab.train.distill_fastspeech",
+        ["--mode", "full", "--size", _size, "--method", _method, "--steps", STUDENT_STEPS,
+         "--out", "{build}/student_%s%s.pt" % (_size, _suffix)],
+        f"student_{_size}{_suffix}.pt", f"student_{_size}{_suffix}.pt.log.json")
 
 
 def command(name: str, build: Path, threads: int) -> list[str]:

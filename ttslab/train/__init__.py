@@ -3,7 +3,7 @@ as ``python -m ttslab.train.<model> --mode full ...`` (the rule is in :mod:`ttsl
 
 * parametric and neural voices: ``.aligner``, ``.hmm_voice``, ``.dnn_spss``, ``.dnn_multispeaker``,
   ``.fastspeech``, ``.vocoder``, ``.judge``;
-* transfer and distillation: ``.adapt``, ``.crosslingual``, ``.distill_classic``;
+* transfer and distillation: ``.adapt``, ``.crosslingual``, ``.distill_classic``, ``.distill_fastspeech``;
 * federated: ``.federated_fastspeech``, ``.federated_privacy``."""
 
 from ttslab.train.loop import (Batches, History, TrainConfig, evaluate, fit, load_or_train, lr_factor,
