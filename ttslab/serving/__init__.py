@@ -20,7 +20,7 @@ Command line: ``python -m ttslab.serving --mode ci`` starts the server and waits
 
 The models: :func:`default_models` serves the registered FastSpeech teacher as ``"teacher"`` and a
 smaller FastSpeech as ``"small"`` (a stand-in until the distilled student is registered: add it as
-``ModelSource(pretrained="fastspeech_student")``).
+``ModelSource(pretrained="student_small")``).
 """
 
 from __future__ import annotations
@@ -40,16 +40,17 @@ def default_models(mode: str, *, progress: bool = False) -> dict:
 
     The teacher is the registered checkpoint ``fastspeech_teacher``. The second model is the small
     FastSpeech trained by :func:`ttslab.train.fastspeech.cached_fastspeech_path` (the tiny one in "ci" mode),
-    trained here on first use. When the distilled student is registered, serve it instead:
-    ``models["student"] = ModelSource(pretrained="fastspeech_student")``.
+    trained here on first use. In "full" mode, once the distilled student ``student_small`` is registered
+    (:mod:`ttslab.train.distill_fastspeech`), it is served instead, as ``"student"``; CI mode keeps the tiny
+    model, which starts in seconds.
     """
     from ttslab import pretrained
     from ttslab.serving.app import ModelSource
     from ttslab.train.fastspeech import cached_fastspeech_path
 
     models = {"teacher": ModelSource(pretrained="fastspeech_teacher")}
-    if "fastspeech_student" in pretrained.available():
-        models["student"] = ModelSource(pretrained="fastspeech_student")
+    if mode == "full" and "student_small" in pretrained.available():
+        models["student"] = ModelSource(pretrained="student_small")
     else:
         small = cached_fastspeech_path(mode, "tiny" if mode == "ci" else "small", progress=progress, device="cpu")
         models["small"] = ModelSource(path=str(small))

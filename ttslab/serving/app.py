@@ -24,7 +24,7 @@ runs each request on its own (the load test compares both). The CPU work runs in
 the replica's event loop keeps collecting the next batch while one is computed.
 
 To add a model (the distilled student, once it is registered): give :func:`build_app` another entry,
-e.g. ``models={"teacher": ModelSource("fastspeech_teacher"), "student": ModelSource("fastspeech_student")}``.
+e.g. ``models={"teacher": ModelSource("fastspeech_teacher"), "student": ModelSource("student_small")}``.
 """
 
 from __future__ import annotations
