@@ -192,6 +192,10 @@ def model_facts(mode: str, speakers) -> dict:
     facts["fastspeech_gl"] = {"parameters": fs["parameters"], "train_minutes": fs["train_seconds"] / 60}
     facts["fastspeech_neural"] = {"parameters": fs["parameters"] + voc["parameters"],
                                   "train_minutes": (fs["train_seconds"] + voc["train_seconds"]) / 60}
+    if fs.get("device_name"):  # a GPU-trained teacher: its minutes are that device's, not the 2 cores'
+        for name in ("fastspeech_gl", "fastspeech_neural"):
+            facts[name].update(teacher_device=fs["device_name"], teacher_cpu_minutes_estimate=(
+                fs["cpu_seconds_estimate"] / 60 if fs.get("cpu_seconds_estimate") else None))
     hmm_params, hmm_seconds, dnn = 0, 0.0, {"ff": [0, 0.0], "lstm": [0, 0.0]}
     for spk in speakers:
         v = voices(mode, spk)
@@ -227,6 +231,12 @@ def to_markdown(results: dict) -> str:
                  f"{harness.fmt(f['train_minutes'], 1)} | {harness.fmt(s.get('rtf_1_thread'), 3)} |\n")
     text += ("\nThe ground-truth row's parameters and training time are the judge's. HMM parameters count the "
              "floats stored in the decision-tree leaves (means, variances, GV statistics).\n")
+    gpu = facts.get("fastspeech_neural", {}).get("teacher_device")
+    if gpu:
+        est = facts["fastspeech_neural"].get("teacher_cpu_minutes_estimate")
+        text += (f"The FastSpeech teacher was trained on {gpu}: its training minutes are that device's"
+                 + (f" (the same command on one CPU thread: about {est:.0f} min, estimated)" if est else "")
+                 + "; the vocoder's are CPU minutes.\n")
     return text
 
 
