@@ -221,7 +221,7 @@ def current_rss_mb() -> float:
     return float("nan")
 
 
-def peak_rss_probe(path, utterance_inputs: list, speakers: list, queue) -> None:
+def peak_rss_probe(path, utterance_inputs: list, speakers: list, queue, vocoder_name: str = "vocoder") -> None:
     """(In a fresh process.) Load the registered vocoder, then the acoustic model at ``path`` (None: none),
     synthesize; report ``(peak RSS, RSS now - RSS before the acoustic model)`` in MB (``ru_maxrss``: KB)."""
     import resource
@@ -232,7 +232,7 @@ def peak_rss_probe(path, utterance_inputs: list, speakers: list, queue) -> None:
     from ttslab.models.fastspeech import FastSpeech
 
     torch.set_num_threads(1)
-    vocoder = pretrained.load("vocoder")
+    vocoder = pretrained.load(vocoder_name)
     before = current_rss_mb()
     if path is not None:
         model = FastSpeech.from_checkpoint(path)
@@ -241,20 +241,23 @@ def peak_rss_probe(path, utterance_inputs: list, speakers: list, queue) -> None:
     queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, current_rss_mb() - before))
 
 
-def peak_rss_mb(path, utterance_inputs: list, speakers: list) -> tuple[float, float]:
+def peak_rss_mb(path, utterance_inputs: list, speakers: list, vocoder_name: str = "vocoder") -> tuple[float, float]:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # a fresh interpreter: its peak is this synthesis' alone
     queue = ctx.Queue()
-    p = ctx.Process(target=peak_rss_probe, args=(path, utterance_inputs, speakers, queue))
+    p = ctx.Process(target=peak_rss_probe, args=(path, utterance_inputs, speakers, queue, vocoder_name))
     p.start()
     value = queue.get(timeout=600)
     p.join()
     return value
 
 
-def students(mode: str, specs: list[str], per_speaker: int | None = None, repeats: int = 2) -> dict:
-    """Teacher vs students, end to end with the registered neural vocoder, on held-out test sentences."""
+def students(mode: str, specs: list[str], per_speaker: int | None = None, repeats: int = 2,
+             with_vocoder: str | None = None) -> dict:
+    """Teacher vs students, end to end with the registered neural vocoder, on held-out test sentences;
+    ``with_vocoder`` (a registered vocoder, e.g. ``"vocoder_small"``) adds each student with that vocoder too
+    (the compressed end-to-end system of issue 10, section 4)."""
     import tempfile
     import time
 
@@ -279,6 +282,12 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
         for name, m in models.items():
             if m.speakers != teacher.speakers or m.config.n_phones != teacher.config.n_phones:
                 raise ValueError(f"{name}: speakers/phones differ from the teacher's; not a student of it")
+        vocoders = {name: ("vocoder", vocoder) for name in models}
+        if with_vocoder:
+            small = pretrained.load(with_vocoder)
+            for name in [n for n in models if n != "teacher"]:
+                label = f"{name} + {with_vocoder}"
+                models[label], vocoders[label], found[label] = models[name], (with_vocoder, small), found[name]
         inputs = [utterance_inputs(u) for u in utts]
         # side by side: every utterance through every model in turn, best of `repeats` (a shared machine)
         timing = {name: {"acoustic": 0.0, "total": 0.0, "audio": 0.0} for name in models}
@@ -290,7 +299,7 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
                     t0 = time.perf_counter()
                     mel = m.infer(x, u.speaker)["mel"].T.numpy()
                     t1 = time.perf_counter()
-                    y = vocoder.vocode(mel)
+                    y = vocoders[name][1].vocode(mel)
                     t2 = time.perf_counter()
                     best_a, best_t = min(best_a, t1 - t0), min(best_t, t2 - t0)
                 timing[name]["acoustic"] += best_a
@@ -299,8 +308,8 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
                 audio[name].append(y)
         n_rss = min(3, len(utts))
         rss_base = peak_rss_mb(None, inputs[:n_rss], [u.speaker for u in utts[:n_rss]])
-        rss = {name: peak_rss_mb(str(found[name][0]), inputs[:n_rss], [u.speaker for u in utts[:n_rss]])
-               for name in models}
+        rss = {name: peak_rss_mb(str(found[name][0]), inputs[:n_rss], [u.speaker for u in utts[:n_rss]],
+                                 vocoders[name][0]) for name in models}
     refs = [world_analysis(u.load_audio(), u.sample_rate) for u in utts]
     rows = []
     for name, m in models.items():
@@ -310,7 +319,8 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
         log = found[name][1]
         rows.append({"model": name, "method": log.get("method", "teacher" if name == "teacher" else None),
                      "size": log.get("size"), "steps": log.get("steps_done"), "parameters": m.num_parameters(),
-                     "parameters_end_to_end": m.num_parameters() + vocoder_parameters(vocoder),
+                     "vocoder": vocoders[name][0],
+                     "parameters_end_to_end": m.num_parameters() + vocoder_parameters(vocoders[name][1]),
                      "mcd_dtw_db": harness.finite_mean(s["mcd_dtw_db"] for s in scores),
                      "f0_rmse_hz": harness.finite_mean(s.get("f0_rmse_hz") for s in scores),
                      "vuv_error": harness.finite_mean(s.get("vuv_error") for s in scores),
@@ -355,13 +365,14 @@ def vocoder_parameters(vocoder) -> int:
 
 def students_markdown(s: dict) -> list[str]:
     yes = lambda ok: "pass" if ok else "FAIL"  # noqa: E731
-    lines = ["", "## TTS students vs the teacher, end to end (acoustic model + registered neural vocoder)", "",
+    lines = ["", "## TTS students vs the teacher, end to end (acoustic model + a registered neural vocoder)", "",
              f"{s['sentences']} held-out test sentences (speakers {', '.join(s['speakers'])}), each model's own "
              f"durations. MCD-DTW, F0 RMSE, V/UV from WORLD analyses against the recording "
              f"(ttslab.vocoders.evaluate.compare_analyses, as benchmarks/deep_tts.py); PER: the shipped judge. "
              f"RTF: compute seconds per second of speech on ONE thread, phones -> audio, models run side by side "
              f"(best of {s['repeats']} per sentence); 'acoustic' leaves out the vocoder "
-             f"({s['vocoder_parameters'] / 1e6:.2f} M parameters, the same for every row). Peak RSS: a fresh process "
+             f"(the registered vocoder, {s['vocoder_parameters'] / 1e6:.2f} M parameters, unless the model's name "
+             f"says '+ <vocoder>'). Peak RSS: a fresh process "
              f"that loads the vocoder, then the model, and synthesizes 3 sentences (imports + vocoder alone: "
              f"{s['peak_rss_baseline_mb']:.0f} MB); '+' is the growth of its resident memory from loading the model "
              f"to the end of synthesis. Goals (issue 10 section 4, end to end): <= "
@@ -466,6 +477,8 @@ def main(argv=None):
     parser.add_argument("--student", action="append", default=[], metavar="NAME=PATH",
                         help="students part: a student checkpoint (repeatable; default: the registered student_*)")
     parser.add_argument("--per-speaker", type=int, default=None, help="students part: test sentences per speaker")
+    parser.add_argument("--with-vocoder", default=None, metavar="NAME",
+                        help="students part: also pair each student with this registered vocoder (vocoder_small)")
     args, run = harness.start("distill", parser, argv)
     parts = args.part or list(PARTS)
     results = carried_over(run.paths[0], parts)
@@ -474,7 +487,7 @@ def main(argv=None):
     if "export" in parts:
         results["export"] = export(args.mode)
     if "students" in parts:
-        results["students"] = students(args.mode, args.student, args.per_speaker)
+        results["students"] = students(args.mode, args.student, args.per_speaker, with_vocoder=args.with_vocoder)
     results["summary"] = {p: results[p]["summary"] for p in PARTS if p in results}
     return run.write(results, to_markdown)
 
