@@ -9,7 +9,9 @@ import pytest
 from ttslab import pretrained
 from ttslab.checkpoint import CheckpointError, load_checkpoint
 
-MAX_TOTAL_BYTES = 30_000_000
+# The shipped checkpoints travel with every clone: judge, vocoders, teacher, DNN and HMM voices (28 MB),
+# plus issue 10's distilled students and small vocoder (4 MB). A new entry must fit under this cap.
+MAX_TOTAL_BYTES = 35_000_000
 
 
 def test_registry_lists_files_with_matching_checksums_and_logs():
