@@ -38,7 +38,7 @@ import argparse
 import platform
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -47,7 +47,8 @@ from ttslab.device import resolve_device
 from ttslab.distill import DurationKD, FeatureKD, KDStudent, OutputKD, distill, teacher_generated_items
 from ttslab.models.fastspeech import (FastSpeech, FastSpeechConfig, collate_fastspeech, fastspeech_items,
                                       fastspeech_loss, stats_from_items)
-from ttslab.train.fastspeech import TRAIN_CONFIGS, VALID_PROMPTS, model_config, split_train_valid, training_log
+from ttslab.train.fastspeech import (TRAIN_CONFIGS, VALID_PROMPTS, add_run_arguments, model_config, split_train_valid,
+                                     train_config_from_args, training_log)
 from ttslab.train.loop import Batches, History, TrainConfig, fit
 
 METHODS = ("scratch", "sequence", "kd", "sequence+kd")
@@ -160,25 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=("full", "ci"), default="full", help="built-in corpus and settings")
     p.add_argument("--size", choices=STUDENT_SIZES, default=None, help="student size (default small, tiny in CI)")
     p.add_argument("--method", choices=METHODS, required=True)
-    p.add_argument("--out", required=True, help="checkpoint path (a .sha256 sidecar and .log.json are written too)")
     p.add_argument("--teacher", default=None, help="teacher checkpoint (default: the registered fastspeech_teacher)")
-    p.add_argument("--steps", type=int, default=None, help="override the number of steps")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (the budget is measured on 1)")
-    p.add_argument("--device", default="auto", help="auto (GPU if any, else CPU), cpu, cuda or cuda:N")
-    p.add_argument("--ckpt-dir", default=None, help="folder for resumable training checkpoints")
-    p.add_argument("--fp32", action="store_true", help="store float32 weights (default float16)")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_arguments(p)
     args = p.parse_args(argv)
 
     from ttslab.data import load_builtin
     from ttslab.io import atomic_write_json
 
     size = args.size or ("tiny" if args.mode == "ci" else "small")
-    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr))
-                 if v is not None}
-    train_config = replace(TRAIN_CONFIGS[args.mode], threads=args.threads, **overrides)
+    train_config = train_config_from_args(args)
     device = resolve_device(args.device)
     teacher = load_teacher(args.teacher, device)
     config = model_config(size, teacher.speakers)

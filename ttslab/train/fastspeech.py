@@ -176,10 +176,8 @@ def cached_fastspeech_path(mode: str, size: str | None = None, progress: bool = 
     return load_or_train("fastspeech", key, train)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Train the FastSpeech-2-style acoustic model on the built-in corpus.")
-    p.add_argument("--mode", choices=("full", "ci"), default="full", help="built-in corpus and settings")
-    p.add_argument("--size", choices=SIZES, default=None, help="model size (default: teacher, tiny in CI mode)")
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every FastSpeech recipe shares (this one and :mod:`ttslab.train.distill_fastspeech`)."""
     p.add_argument("--out", required=True, help="checkpoint path (a .sha256 sidecar and .log.json are written too)")
     p.add_argument("--steps", type=int, default=None, help="override the number of steps")
     p.add_argument("--batch-size", type=int, default=None)
@@ -189,14 +187,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ckpt-dir", default=None, help="folder for resumable training checkpoints")
     p.add_argument("--fp32", action="store_true", help="store float32 weights (default float16)")
     p.add_argument("--no-progress", action="store_true")
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """``TRAIN_CONFIGS[args.mode]`` with the command line's threads, steps, batch size and learning rate."""
+    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr))
+                 if v is not None}
+    return replace(TRAIN_CONFIGS[args.mode], threads=args.threads, **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Train the FastSpeech-2-style acoustic model on the built-in corpus.")
+    p.add_argument("--mode", choices=("full", "ci"), default="full", help="built-in corpus and settings")
+    p.add_argument("--size", choices=SIZES, default=None, help="model size (default: teacher, tiny in CI mode)")
+    add_run_arguments(p)
     args = p.parse_args(argv)
 
     from ttslab.data import load_builtin
 
     size = args.size or ("tiny" if args.mode == "ci" else "teacher")
-    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr))
-                 if v is not None}
-    train_config = replace(TRAIN_CONFIGS[args.mode], threads=args.threads, **overrides)
+    train_config = train_config_from_args(args)
     config = model_config(size)
     t0, cpu0 = time.perf_counter(), time.process_time()
     model, history = train_fastspeech(load_builtin(args.mode), config, train_config,
