@@ -108,7 +108,10 @@ def resume_check(corpus, mode: str) -> dict:
     from ttslab.federated.privacy import DPFedAvg
     from ttslab.train.federated_privacy import SETTINGS, train_voice, voice_task
 
-    s = {**SETTINGS[mode], "rounds": 4, "train_utterances": 32, "local_steps": 1}
+    # a short run: 4 rounds of 8 clients on 32 utterances in either mode (full mode's 40 clients would
+    # leave clients without data)
+    s = {**SETTINGS[mode], "rounds": 4, "train_utterances": 32, "local_steps": 1,
+         "clients": min(8, SETTINGS[mode]["clients"]), "per_round": min(4, SETTINGS[mode]["per_round"])}
     task = voice_task(corpus, s)
     make = lambda: DPFedAvg(max_norm=1.0, noise_multiplier=1.0, sample_rate=task.sample_rate,  # noqa: E731
                             inner=FedAdam(server_lr=1e-3), seed=1)
