@@ -45,10 +45,10 @@ import torch
 
 from ttslab.device import resolve_device
 from ttslab.distill import DurationKD, FeatureKD, KDStudent, OutputKD, distill, teacher_generated_items
-from ttslab.models.fastspeech import (FastSpeech, FastSpeechConfig, collate_fastspeech, fastspeech_items,
+from ttslab.models.fastspeech import (FastSpeech, FastSpeechConfig, collate_fastspeech,
                                       fastspeech_loss, stats_from_items)
-from ttslab.train.fastspeech import (TRAIN_CONFIGS, VALID_PROMPTS, add_run_arguments, model_config, split_train_valid,
-                                     train_config_from_args, training_log)
+from ttslab.train.fastspeech import (TRAIN_CONFIGS, VALID_PROMPTS, add_run_arguments, model_config, train_config_from_args,
+                                     training_items, training_log)
 from ttslab.train.loop import Batches, History, TrainConfig, fit
 
 METHODS = ("scratch", "sequence", "kd", "sequence+kd")
@@ -114,13 +114,7 @@ def train_student(corpus, teacher: FastSpeech, method: str, config: FastSpeechCo
     config = config or model_config("small", teacher.speakers)
     check_student(config, teacher)  # before any feature is computed
     train_config = train_config or TRAIN_CONFIGS["full"]
-    utts = [u for u in corpus.filter(split="train") if u.speaker in config.speakers]
-    if not utts:
-        raise ValueError(f"no training utterances of the speakers {list(config.speakers)} in {corpus!r}; "
-                         f"build the corpus first (python -m ttslab build-corpus)")
-    train_utts, valid_utts = split_train_valid(utts, valid_prompts)
-    recorded = fastspeech_items(train_utts, config.speakers, progress=progress)
-    valid_items = fastspeech_items(valid_utts, config.speakers) if valid_utts else None
+    recorded, valid_items = training_items(corpus, config.speakers, valid_prompts, progress=progress)
     teacher = teacher.to(device).eval()
     t0 = time.perf_counter()
     train_items = (teacher_generated_items(teacher, recorded, batch_size=generate_batch)
@@ -138,7 +132,7 @@ def train_student(corpus, teacher: FastSpeech, method: str, config: FastSpeechCo
                      shuffle=False) if valid_items else None)
     history = fit(model, loss_fn, batches, train_config, valid_batches=valid, ckpt_dir=ckpt_dir, progress=progress,
                   desc=f"student {method}", model_config={**config.to_dict(), "method": method}, device=device)
-    student.train_info = {"train_utterances": len(train_items), "valid_utterances": len(valid_utts),
+    student.train_info = {"train_utterances": len(train_items), "valid_utterances": len(valid_items or []),
                           "speakers": list(config.speakers), "method": method,
                           "teacher_parameters": teacher.num_parameters(),
                           "teacher_generate_seconds": round(generate_seconds, 1),

@@ -82,6 +82,19 @@ def split_train_valid(utterances, valid_prompts: int) -> tuple[list, list]:
     return [u for u in utterances if u.text not in held], [u for u in utterances if u.text in held]
 
 
+def training_items(corpus, speakers, valid_prompts: int, progress: bool = True) -> tuple[list, list | None]:
+    """``(train_items, valid_items)``: the ``train`` split of ``speakers`` as FastSpeech items, with the
+    utterances of the last ``valid_prompts`` prompts held out (None when there are none); every FastSpeech
+    recipe (this one, :mod:`ttslab.train.distill_fastspeech`) trains on exactly these."""
+    utts = [u for u in corpus.filter(split="train") if u.speaker in speakers]
+    if not utts:
+        raise ValueError(f"no training utterances of the speakers {list(speakers)} in {corpus!r}; "
+                         f"build the corpus first (python -m ttslab build-corpus)")
+    train_utts, valid_utts = split_train_valid(utts, valid_prompts)
+    train_items = fastspeech_items(train_utts, speakers, progress=progress)
+    return train_items, (fastspeech_items(valid_utts, speakers) if valid_utts else None)
+
+
 def train_fastspeech(corpus, config: FastSpeechConfig | None = None, train_config: TrainConfig | None = None, *,
                      valid_prompts: int = VALID_PROMPTS["full"], ckpt_dir: str | Path | None = None,
                      progress: bool = True, device: str | torch.device = "auto") -> tuple[FastSpeech, History]:
@@ -96,13 +109,7 @@ def train_fastspeech(corpus, config: FastSpeechConfig | None = None, train_confi
     device = resolve_device(device)  # fail before the features are computed
     config = config or model_config("teacher")
     train_config = train_config or TRAIN_CONFIGS["full"]
-    utts = [u for u in corpus.filter(split="train") if u.speaker in config.speakers]
-    if not utts:
-        raise ValueError(f"no training utterances of the speakers {list(config.speakers)} in {corpus!r}; "
-                         f"build the corpus first (python -m ttslab build-corpus)")
-    train_utts, valid_utts = split_train_valid(utts, valid_prompts)
-    train_items = fastspeech_items(train_utts, config.speakers, progress=progress)
-    valid_items = fastspeech_items(valid_utts, config.speakers) if valid_utts else None
+    train_items, valid_items = training_items(corpus, config.speakers, valid_prompts, progress=progress)
 
     torch.manual_seed(train_config.seed)  # the same initial weights for the same seed
     model = FastSpeech(config)
@@ -114,7 +121,7 @@ def train_fastspeech(corpus, config: FastSpeechConfig | None = None, train_confi
                      shuffle=False) if valid_items else None)
     history = fit(model, fastspeech_loss, batches, train_config, valid_batches=valid, ckpt_dir=ckpt_dir,
                   progress=progress, desc="fastspeech", model_config=config.to_dict(), device=device)
-    model.train_info = {"train_utterances": len(train_items), "valid_utterances": len(valid_utts),
+    model.train_info = {"train_utterances": len(train_items), "valid_utterances": len(valid_items or []),
                         "speakers": list(config.speakers)}
     return model, history
 
