@@ -16,10 +16,11 @@ path) and the judge's PER. Also:
 
 Finished rows are cached (:func:`row_cache`), so a run stopped by a time limit resumes where it stopped.
 
-WORLD F0 here is DIO (``--f0 harvest`` for deep_tts' Harvest): it is several times faster, and this
-benchmark analyses ~100 synthesized sentences.
+F0 RMSE compares pYIN tracks, as ``benchmarks/deep_tts.py`` does (its docstring says why not Harvest).
+The WORLD analyses behind MCD use DIO (``--f0 harvest`` for deep_tts' Harvest): it is several times
+faster, and this benchmark analyses ~200 synthesized sentences.
 
-    python benchmarks/adaptation.py --mode full                  # tgt_us_f, k = 0, 5, 10, 20, 50
+    python benchmarks/adaptation.py --mode full                  # tgt_us_f, tgt_rp_m; k = 0, 5, 10, 20, 50
     TTSLAB_CI=1 python benchmarks/adaptation.py --mode ci
 
 Results: ``benchmarks/results/adaptation_<mode>.json`` and ``.md``.
@@ -40,7 +41,7 @@ if __name__ == "__main__":
     harness.pin_blas_env()
 
 SETTINGS = {
-    "full": {"speakers": "tgt_us_f", "ks": (0, 5, 10, 20, 50), "n_test": 4, "forget_k": 20,
+    "full": {"speakers": "tgt_us_f,tgt_rp_m", "ks": (0, 5, 10, 20, 50), "n_test": 4, "forget_k": 20,
              "forget_speakers": ("en_us_m", "en_us_f"), "forget_n": 2},
     "ci": {"speakers": "tgt_us_f", "ks": (0, 2, 5), "n_test": 1, "forget_k": 5, "forget_speakers": ("en_us_f",),
            "forget_n": 1},
@@ -62,7 +63,7 @@ def row_cache(mode: str, speaker: str, config, teacher):
 
     def path(method, k):
         key = json.dumps([mode, speaker, method, k, config.to_dict(), SETTINGS[mode], FULL_DATA_STEP_FACTOR,
-                          digest.hexdigest()], sort_keys=True, default=str)
+                          digest.hexdigest(), "pitch: pyin"], sort_keys=True, default=str)
         return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
 
     def get(method, k):
@@ -145,7 +146,7 @@ def to_markdown(results: dict) -> str:
     text = (f"# Speaker adaptation benchmark, `{meta['mode']}` mode\n\nTeacher: {meta['teacher']}; new speakers "
             f"{', '.join(r['speaker'] for r in results['speakers'])}; {meta['steps']} Adam steps of up to "
             f"{meta['batch_size']} utterances per run, one torch thread; scored on held-out test sentences through "
-            f"the neural vocoder (WORLD F0: {meta['f0']}). k = 0 is the nearest source speaker's row.\n")
+            f"the neural vocoder (F0 RMSE: pYIN tracks; WORLD analyses for MCD: {meta['f0']}). k = 0 is the nearest source speaker's row.\n")
     for res in results["speakers"]:
         text += (f"\n## {res['speaker']} ({res['n_test']} test sentences; nearest source speaker: {res['nearest']})\n\n"
                  "| method | k | trainable parameters | MCD-DTW (dB) | F0 RMSE (Hz) | PER (%) | adaptation (s, 1 thread) "

@@ -250,3 +250,20 @@ def test_adaptation_speakers_are_new_voices_with_held_out_sentences():
             assert test == source_test and train and not train & test
     with pytest.raises(ValueError, match="role"):
         builtin.Speaker("x", "en", "en", "x", "male", role="teacher")
+
+
+def test_corpus_built_before_new_speakers_names_the_fix(ci_corpus, tmp_path):
+    """A corpus built by an older ttslab (fewer speakers) is refused at load, not 'unknown speaker' later."""
+    import json
+
+    from ttslab.data.builtin import load_builtin
+
+    root = tmp_path / "old"
+    root.mkdir()
+    manifest = json.loads((ci_corpus.root / "manifest.json").read_text())
+    manifest["speakers"] = {k: v for k, v in manifest["speakers"].items() if k != "tgt_us_f"}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorpusNotFoundError, match=r"predates speaker\(s\) \['tgt_us_f'\].*build-corpus --mode ci"):
+        load_builtin("ci", root)
+    shutil.copy(ci_corpus.root / "manifest.json", root / "manifest.json")
+    assert len(load_builtin("ci", root)) == len(ci_corpus)

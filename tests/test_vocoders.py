@@ -140,3 +140,29 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path, ci_corpus):
     data = json.loads((tmp_path / "vocoder_floor_ci.json").read_text())
     assert data["meta"]["n_utterances"] == 1 and set(data["summary"]) == {"world", "griffin_lim_32", "griffin_lim_100"}
     assert "| world |" in (tmp_path / "vocoder_floor_ci.md").read_text()
+
+
+def test_compare_analyses_scores_extra_f0_tracks_like_its_own():
+    """``f0_tracks`` go through the same frame pairing (frame by frame, or the DTW path) as the analyses' F0."""
+    from types import SimpleNamespace
+
+    from ttslab.vocoders.evaluate import compare_analyses, dtw_path
+
+    rng = np.random.default_rng(0)
+    mc_ref, mc_syn = rng.normal(size=(30, 8)), rng.normal(size=(34, 8))
+    f_ref, f_syn = np.full(30, 100.0), np.full(34, 110.0)
+    ref, syn = SimpleNamespace(mcep=mc_ref, f0=f_ref), SimpleNamespace(mcep=mc_syn, f0=f_syn)
+    p_ref = np.where(np.arange(30) % 5 == 0, 0.0, 200.0)          # unvoiced every 5th frame
+    p_syn = np.linspace(190.0, 230.0, 34)
+    out = compare_analyses(ref, syn, same_timing=False, f0_tracks={"pyin": (p_ref, p_syn)})
+    path = dtw_path(mc_ref, mc_syn)
+    a, b = p_ref[path[:, 0]], p_syn[path[:, 1]]
+    voiced = (a > 0) & (b > 0)
+    assert out["f0_rmse_hz_pyin"] == pytest.approx(np.sqrt(np.mean((b[voiced] - a[voiced]) ** 2)))
+    assert out["vuv_error_pyin"] == pytest.approx(np.mean((a > 0) != (b > 0)))
+    assert out["f0_rmse_hz"] == pytest.approx(10.0)                # the analyses' own tracks, unchanged
+    same = compare_analyses(ref, SimpleNamespace(mcep=mc_ref + 0.1, f0=np.full(30, 103.0)), same_timing=True,
+                            f0_tracks={"pyin": (p_ref, p_ref * 1.5)})
+    assert same["f0_rmse_hz_pyin"] == pytest.approx(100.0)         # frame by frame: 300 vs 200 on voiced frames
+    with pytest.raises(ValueError, match="same hop"):
+        compare_analyses(ref, syn, same_timing=False, f0_tracks={"pyin": (p_ref[:-1], p_syn)})

@@ -305,6 +305,11 @@ def load_builtin(mode: str, root: str | Path | None = None) -> Corpus:
     except (ValueError, KeyError, TypeError) as exc:
         raise CorpusNotFoundError(f"{path} is corrupt ({exc}); delete it and rebuild with "
                                   f"`python -m ttslab build-corpus --mode {mode}`") from exc
+    missing = sorted({s.id for s in SPEAKERS} - set(manifest.get("speakers", ())))
+    if missing:  # built by an older ttslab: the speakers added since would be "unknown" much later
+        raise CorpusNotFoundError(
+            f"the built-in corpus at {root} predates speaker(s) {missing} of this ttslab version; finish it with "
+            f"`python -m ttslab build-corpus --mode {mode}` (utterances already on disk are reused)")
     info = {k: v for k, v in manifest.items() if k != "utterances"}
     return Corpus("builtin", utts, root, info)
 

@@ -195,26 +195,39 @@ def dtw_path(mc_ref: np.ndarray, mc_syn: np.ndarray) -> np.ndarray:
     return path[::-1]
 
 
-def compare_analyses(ref, syn, same_timing: bool) -> dict:
+def compare_analyses(ref, syn, same_timing: bool, f0_tracks: Mapping[str, tuple] | None = None) -> dict:
     """MCD-DTW, F0 RMSE (Hz, cents) and V/UV error of two WORLD analyses (:func:`world_analysis`).
 
     ``same_timing`` (a vocoder floor, or oracle durations): F0 and voicing are compared frame by frame
     and the frame-by-frame MCD is added. Otherwise (a system that chose its own durations) F0 and
     voicing are compared along the DTW path of the mel-cepstra, the usual practice for TTS output.
+
+    ``f0_tracks`` ``{label: (f0_ref, f0_syn)}``: F0 tracks of the same two signals from another pitch
+    tracker (same hop, e.g. :func:`ttslab.dsp.f0.f0_pyin`), compared frame by frame or along the same
+    DTW path; they add ``f0_rmse_hz_<label>``, ``f0_rmse_cents_<label>`` and ``vuv_error_<label>``.
     """
     import warnings
 
     out = {"mcd_dtw_db": mcd_dtw(ref.mcep, syn.mcep)}
-    if same_timing and len(ref.f0) == len(syn.f0):
-        f_ref, f_syn = ref.f0, syn.f0
+    same = same_timing and len(ref.f0) == len(syn.f0)
+    if same:
         out["mcd_db"] = mel_cepstral_distortion(ref.mcep, syn.mcep)
+        pick_ref = pick_syn = slice(None)
     else:
         path = dtw_path(ref.mcep, syn.mcep)
-        f_ref, f_syn = ref.f0[path[:, 0]], syn.f0[path[:, 1]]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # nothing voiced in both: NaN, reported as n/a
-        out.update(f0_rmse_hz=f0_rmse(f_ref, f_syn, "hz"), f0_rmse_cents=f0_rmse(f_ref, f_syn, "cents"))
-    out["vuv_error"] = vuv_error(f_ref, f_syn)
+        pick_ref, pick_syn = path[:, 0], path[:, 1]
+    tracks = {"": (ref.f0, syn.f0), **{f"_{k}": v for k, v in (f0_tracks or {}).items()}}
+    for suffix, (a, b) in tracks.items():
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if (len(a), len(b)) != (len(ref.f0), len(syn.f0)):
+            raise ValueError(f"F0 tracks{suffix or ''} have {len(a)} and {len(b)} frames; the analyses have "
+                             f"{len(ref.f0)} and {len(syn.f0)}: compute them with the same hop on the same signals")
+        f_ref, f_syn = a[pick_ref], b[pick_syn]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # nothing voiced in both: NaN, reported as n/a
+            out[f"f0_rmse_hz{suffix}"] = f0_rmse(f_ref, f_syn, "hz")
+            out[f"f0_rmse_cents{suffix}"] = f0_rmse(f_ref, f_syn, "cents")
+        out[f"vuv_error{suffix}"] = vuv_error(f_ref, f_syn)
     return out
 
 
