@@ -14,8 +14,8 @@ first 10 training utterances, no training: k = 0),
 ``recording`` (the judge's floor) and ``vocoder`` (the neural vocoder from the recording's mel: the
 MCD floor of every system here). All mels go through the shipped neural vocoder.
 
-Metrics on held-out test sentences of each target speaker: MCD-DTW, F0 RMSE (Hz, along the DTW path)
-and V/UV error of WORLD analyses (as ``benchmarks/deep_tts.py``), and the phone error rate of a judge.
+Metrics on held-out test sentences of each target speaker: MCD-DTW of WORLD analyses, F0 RMSE (Hz,
+along the DTW path) and V/UV error of pYIN tracks (as ``benchmarks/deep_tts.py``), and the phone error rate of a judge.
 The shipped judge was trained on English only: its PER on Spanish/German recordings is reported
 (``english_judge_per``), and the PER column uses a copy fine-tuned on the train recordings of every
 language (:func:`ttslab.train.crosslingual.adapt_judge`), whose floor is the ``recording`` row::
@@ -48,25 +48,40 @@ _REFERENCES: dict = {}
 
 
 def reference_analysis(utt):
-    """WORLD analysis of a recording, computed once per utterance (every system is compared with it)."""
+    """WORLD analysis and pYIN F0 of a recording, computed once per utterance (every system is compared with it)."""
+    from ttslab.dsp.f0 import f0_pyin
     from ttslab.dsp.world import world_analysis
 
     if utt.id not in _REFERENCES:
-        _REFERENCES[utt.id] = world_analysis(utt.load_audio(), utt.sample_rate)
+        x = utt.load_audio()
+        _REFERENCES[utt.id] = (world_analysis(x, utt.sample_rate), f0_pyin(x, utt.sample_rate))
     return _REFERENCES[utt.id]
 
 
-def evaluate(model, speaker: str, utts, vocoder, judge) -> list[dict]:
-    """Per test utterance: MCD-DTW, F0 RMSE, V/UV (WORLD) and the judge's transcription of the audio."""
+def score(utt, y, same_timing: bool) -> dict:
+    """MCD-DTW (WORLD), F0 RMSE and V/UV from pYIN tracks (as ``benchmarks/deep_tts.py``; Harvest's kept
+    as ``*_harvest``) of ``y`` against the recording of ``utt``."""
+    from ttslab.dsp.f0 import f0_pyin
     from ttslab.dsp.world import world_analysis
-    from ttslab.models.fastspeech import utterance_inputs
     from ttslab.vocoders.evaluate import compare_analyses
+
+    ref, ref_f0 = reference_analysis(utt)
+    row = compare_analyses(ref, world_analysis(y, utt.sample_rate), same_timing,
+                           f0_tracks={"pyin": (ref_f0, f0_pyin(y, utt.sample_rate))})
+    for key in ("f0_rmse_hz", "f0_rmse_cents", "vuv_error"):
+        row[f"{key}_harvest"], row[key] = row[key], row.pop(f"{key}_pyin")
+    return row
+
+
+def evaluate(model, speaker: str, utts, vocoder, judge) -> list[dict]:
+    """Per test utterance: MCD-DTW, F0 RMSE, V/UV (:func:`score`) and the judge's transcription of the audio."""
+    from ttslab.models.fastspeech import utterance_inputs
 
     rows = []
     for utt in utts:
         mel = model.infer(utterance_inputs(utt), speaker)["mel"].T.numpy()
         y = vocoder.vocode(mel)
-        row = compare_analyses(reference_analysis(utt), world_analysis(y, utt.sample_rate), same_timing=False)
+        row = score(utt, y, same_timing=False)
         row.update(utterance=utt.id, hyp=judge.transcribe(y), ref=list(utt.phones))
         rows.append(row)
     return rows
@@ -82,8 +97,6 @@ def summarize(rows: list[dict]) -> dict:
 
 def recording_rows(utts, vocoder, judges: dict) -> dict[str, list[dict]]:
     from ttslab.dsp.spectral import log_mel
-    from ttslab.dsp.world import world_analysis
-    from ttslab.vocoders.evaluate import compare_analyses
 
     out = {"recording": [], "vocoder": []}
     for utt in utts:
@@ -91,7 +104,7 @@ def recording_rows(utts, vocoder, judges: dict) -> dict[str, list[dict]]:
         out["recording"].append({"utterance": utt.id, "ref": list(utt.phones), "hyp": judges["all"].transcribe(x),
                                  "hyp_english_judge": judges["en"].transcribe(x)})
         y = vocoder.vocode(log_mel(x), length=len(x))
-        row = compare_analyses(reference_analysis(utt), world_analysis(y, utt.sample_rate), True)
+        row = score(utt, y, same_timing=True)
         row.update(utterance=utt.id, ref=list(utt.phones), hyp=judges["all"].transcribe(y))
         out["vocoder"].append(row)
     return out
@@ -103,8 +116,8 @@ def to_markdown(results: dict) -> str:
             f"Teacher: {meta['teacher']}. Each model trains every weight for {meta['train_config']['steps']} steps "
             f"(batches of {meta['train_config']['batch_size']}, lr {meta['train_config']['lr']}) on the first k "
             f"training utterances of the target speaker; tested on {meta['test_per_speaker']} held-out sentences "
-            "each, audio through the shipped neural vocoder. MCD-DTW / F0 RMSE (DTW path) / V/UV from WORLD "
-            "analyses (Harvest, as deep_tts.py). PER: the judge fine-tuned on every language's train recordings "
+            "each, audio through the shipped neural vocoder. MCD-DTW from WORLD analyses (Harvest), F0 RMSE "
+            "(DTW path) / V/UV from pYIN tracks (as deep_tts.py, whose docstring says why not Harvest). PER: the judge fine-tuned on every language's train recordings "
             f"({meta['judge_steps']} steps from the English judge); the English-only judge's PER on the same "
             f"recordings is {', '.join(f'{s} {100 * v:.1f} %' for s, v in meta['english_judge_per'].items())} "
             f"(after adaptation: {', '.join(f'{s} {100 * v:.1f} %' for s, v in meta['judge_per'].items())}).\n\n")
