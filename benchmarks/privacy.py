@@ -17,7 +17,7 @@
    ModuleValidator replaced and the epsilon spent.
 
     python benchmarks/privacy.py --mode ci       # tiny: a few rounds, a short stretch of frames
-    python benchmarks/privacy.py --mode full     # the curve and attacks worth reading (~10 min, one core)
+    python benchmarks/privacy.py --mode full     # the curve and attacks worth reading (~12 min, one core)
 
 Results go to ``<out>/privacy_<mode>.json`` and ``.md``.
 """
