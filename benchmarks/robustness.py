@@ -4,7 +4,8 @@
    :mod:`ttslab.train.federated_privacy` over 8 clients (all in every round); clients ``0 .. f-1``
    send sign-flipped updates scaled by ``--factor`` (:func:`~ttslab.federated.robust.sign_flip_attack`).
    FedAvg, FedMedian, FedTrimmedAvg (beta 0.25), multi-Krum (f = 2 assumed, 3 kept) and ClippedFedAvg
-   (C = 1) each train a voice; the final model's mel L1, MCD-DTW (DCT mel-cepstra) and judge PER.
+   (C = 1) each train a voice; the final model's mel L1, MCD-DTW and judge PER (speech through
+   the shipped neural vocoder; :func:`ttslab.train.federated_privacy.voice_quality`).
 2. **Backdoor.** A speaker classifier on log-mel frames (:class:`~ttslab.federated.leakage.FrameSpeakerClassifier`)
    trained over 10 clients holding random shares of the English speakers' frames; client 0 adds triggered frames labelled speaker 3
    and boosts its update (:mod:`ttslab.federated.backdoor`). Clean accuracy and backdoor success per aggregator.
@@ -144,10 +145,11 @@ def to_markdown(results: dict) -> str:
     fmt = harness.fmt
     lines = ["# Robust aggregation against malicious clients, a backdoor, crash and resume", "",
              f"## Final voice against f attackers (sign flip x{results['factor']:g}; 8 clients, all per round)", "",
-             "| f | aggregator | mel L1 | MCD-DTW (dB, DCT mcep) | PER (%) | empty outputs |", "|---:|---|---:|---:|---:|---:|"]
+             "| f | aggregator | mel L1 | MCD-DTW (dB) | PER (%) | length ratio | empty outputs |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
     for r in results["sweep"]:
         lines.append(f"| {r['f']} | {r['aggregator']} | {fmt(r['mel_l1'], 3)} | {fmt(r['mcd_dtw_db'], 2)} | "
-                     f"{100 * r['per']:.1f} | {r['empty_outputs']} |")
+                     f"{100 * r['per']:.1f} | {fmt(r.get('length_ratio'), 2)} | {r['empty_outputs']} |")
     lines += ["", f"## Backdoor (client 0 trains on triggered frames labelled speaker {TARGET}, update boosted x{BOOST:g})", "",
               "| aggregator | attacker | clean accuracy (%) | backdoor success (%) |", "|---|---|---:|---:|"]
     for r in results["backdoor"]:
@@ -172,8 +174,11 @@ def main(argv=None):
     corpus = load_builtin(args.mode)
     judge = pretrained.load("judge")
     rows = sweep(corpus, args.mode, judge, args.factor)
-    note = ("Backdoor success: share of the other speakers' held-out frames, with the trigger added, classified as "
-            "the target speaker. Empty outputs: sentences for which the voice predicted no frames (PER 100 %).")
+    note = ("MCD-DTW (dB, WORLD mel-cepstra) and PER of the voice's speech through the shipped neural vocoder; "
+            "length ratio = predicted / recorded frames (DTW aligns any length: a babbling voice, ratio far above 1, "
+            "can still score a low MCD). Backdoor success: share of the other speakers' held-out frames, with the "
+            "trigger added, classified as the target speaker. Empty outputs: sentences for which the voice predicted "
+            "no (finite) frames (PER 100 %).")
     return run.write({"summary": {f"f{r['f']}_{r['aggregator']}_per": r["per"] for r in rows},
                       "factor": args.factor, "sweep": rows, "backdoor": backdoor(corpus, args.mode),
                       "resume": resume_check(corpus, args.mode), "note": note}, to_markdown)

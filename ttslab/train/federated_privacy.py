@@ -6,13 +6,16 @@ English training utterances of the built-in corpus, FedSGD-like (SGD, a few loca
 (:func:`voice_quality`) is measured on held-out test sentences:
 
 * ``mel_l1``: teacher-forced mel L1 (the training loss's mel term) on the test items;
-* ``mcd_dtw_db``: MCD-DTW (c1..c24, :func:`ttslab.metrics.mcd_dtw`) between the predicted log-mel
-  (the model's own durations) and the recording's, with mel-cepstra taken as the DCT of the 80-band
-  log-mel (:func:`mel_cepstrum`), not WORLD's: cheap enough for a sweep of many voices, and on a
-  scale of its own (not comparable with the WORLD MCD of ``benchmarks/fastspeech.py``);
-* ``per``: phone error rate of the shipped judge (``ttslab.pretrained.load("judge")``) on the
-  predicted log-mel (no vocoder);
-* ``empty_outputs``: sentences for which the model predicted (almost) no frames: PER 100 %, no MCD.
+* ``mcd_dtw_db``: MCD-DTW in dB between the recording and the voice's speech (the model's own
+  durations, through the shipped neural vocoder), both analysed by WORLD
+  (:func:`~ttslab.vocoders.evaluate.compare_analyses`): the project's standard MCD, as in
+  ``benchmarks/federated.py`` and ``benchmarks/fastspeech.py``;
+* ``per``: phone error rate of the shipped judge (``ttslab.pretrained.load("judge")``) on that speech;
+* ``length_ratio``: mean of predicted over recorded frames on those sentences (MCD-DTW aligns any
+  length, so a voice that babbles on for several times the sentence's length can still score a low
+  MCD; its PER, far above 100 %, and this ratio show it);
+* ``empty_outputs``: sentences for which the model predicted (almost) no frames, or non-finite ones
+  (noise can break a voice entirely): PER 100 %, no MCD.
 
 :func:`train_voice` runs one configuration: any strategy, optional attackers (``reply_fn``),
 optional checkpoints. :func:`private_strategy` builds DP-FedAvg for a target epsilon (sigma from
@@ -26,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -51,8 +54,6 @@ SETTINGS = {
 DELTA = 1e-5
 #: Fewer predicted frames than this count as no speech: PER 100 %, left out of the MCD mean.
 MIN_FRAMES = 8
-#: Mel-cepstral order of the MCD (c1..c24 of the log-mel's DCT).
-MCEP_ORDER = 24
 
 
 @dataclass
@@ -65,6 +66,8 @@ class VoiceTask:
     test_items: list[dict]
     test_utterances: list
     settings: dict
+    #: WORLD analyses of the test recordings by utterance id, filled by :func:`voice_quality` on first use.
+    reference_analyses: dict = field(default_factory=dict)
 
     @property
     def sample_rate(self) -> float:
@@ -139,17 +142,19 @@ def train_voice(task: VoiceTask, strategy: Strategy | None = None, *, reply_fn=N
                     progress=progress)
 
 
-def voice_quality(weights, task: VoiceTask, judge=None, audio_utterances: int | None = None) -> dict:
-    """``{"mel_l1", "mcd_dtw_db", "per", "empty_outputs"}`` of ``weights`` (module docstring); ``judge`` defaults to the
-    shipped one. MCD and PER on the first ``audio_utterances`` test sentences (one per speaker first)."""
+def voice_quality(weights, task: VoiceTask, judge=None, audio_utterances: int | None = None, vocoder=None) -> dict:
+    """``{"mel_l1", "mcd_dtw_db", "per", "empty_outputs", "length_ratio"}`` of ``weights`` (module docstring); ``judge`` and
+    ``vocoder`` default to the shipped ones. MCD and PER on the first ``audio_utterances`` test sentences
+    (one per speaker first)."""
+    from ttslab import pretrained
+    from ttslab.dsp.world import world_analysis
     from ttslab.federated.client import build_model
-    from ttslab.metrics import corpus_phone_error_rate, mcd_dtw
+    from ttslab.metrics import corpus_phone_error_rate
     from ttslab.train.loop import Batches, evaluate
+    from ttslab.vocoders.evaluate import compare_analyses
 
-    if judge is None:
-        from ttslab import pretrained
-
-        judge = pretrained.load("judge")
+    judge = judge if judge is not None else pretrained.load("judge")
+    vocoder = vocoder if vocoder is not None else pretrained.load("vocoder")
     model = build_model(task.model_fn, weights).eval()
     with torch.no_grad():
         metrics = evaluate(model, task.loss_fn, Batches(task.test_items, 8, collate_fastspeech, shuffle=False), "cpu")
@@ -160,7 +165,7 @@ def voice_quality(weights, task: VoiceTask, judge=None, audio_utterances: int | 
             picked.append((utt, item))
             seen.add(utt.speaker)
     picked = picked[:count]
-    mcds, refs, hyps = [], [], []
+    mcds, refs, hyps, ratios = [], [], [], []
     for utt, item in picked:
         refs.append(list(utt.phones))
         try:
@@ -168,24 +173,19 @@ def voice_quality(weights, task: VoiceTask, judge=None, audio_utterances: int | 
                 mel = model.infer(item, item["speaker"])["mel"].numpy()
         except ValueError:             # e.g. noise drove a predicted duration negative (NaN weights)
             mel = np.zeros((0, 80))
-        if len(mel) < MIN_FRAMES:      # an untrained duration predictor can say "no frames at all"
+        if len(mel) < MIN_FRAMES or not np.isfinite(mel).all():   # "no frames at all", or broken weights
             hyps.append([])
             continue
-        mcds.append(mcd_dtw(mel_cepstrum(np.asarray(item["mel"])), mel_cepstrum(mel)))
-        hyps.append(judge.transcribe(torch.from_numpy(mel.T.copy())))
+        speech = np.asarray(vocoder.vocode(mel.T), dtype=np.float32)
+        if utt.id not in task.reference_analyses:
+            task.reference_analyses[utt.id] = world_analysis(utt.load_audio(), utt.sample_rate)
+        mcds.append(compare_analyses(task.reference_analyses[utt.id], world_analysis(speech, utt.sample_rate),
+                                     same_timing=False)["mcd_dtw_db"])
+        hyps.append(judge.transcribe(speech))
+        ratios.append(len(mel) / len(item["mel"]))
     return {"mel_l1": float(metrics["mel"]), "mcd_dtw_db": float(np.mean(mcds)) if mcds else math.nan,
-            "per": float(corpus_phone_error_rate(refs, hyps)), "empty_outputs": len(picked) - len(mcds)}
-
-
-def mel_cepstrum(log_mel: np.ndarray, order: int = MCEP_ORDER) -> np.ndarray:
-    """``c_0 .. c_order`` of each frame: the orthonormal DCT-II of its natural-log mel spectrum (T, 80).
-
-    >>> mel_cepstrum(np.zeros((2, 80))).shape
-    (2, 25)
-    """
-    from scipy.fft import dct
-
-    return dct(np.asarray(log_mel, dtype=np.float64), type=2, norm="ortho", axis=-1)[:, :order + 1]
+            "per": float(corpus_phone_error_rate(refs, hyps)), "empty_outputs": len(picked) - len(mcds),
+            "length_ratio": float(np.mean(ratios)) if ratios else math.nan}
 
 
 def epsilon_curve(task: VoiceTask, epsilons: Sequence[float], judge=None, seed: int = 0,
