@@ -391,7 +391,7 @@ def test_every_experiment_runs_at_toy_size(ci_corpus):
 
     out = run_all(ci_corpus, tiny_settings(alphas=(0.1,), sweep_rounds=1), voices=False)
     rows = out["strategies"]["rows"]
-    longs = {"centralized, 2 rounds", "fedavg, 2 rounds", "fedprox, 2 rounds"}
+    longs = {"centralized, 2 rounds", "fedavg, 2 rounds", "fedprox, 2 rounds", "fedavg, 1 x 4 local steps, 2 rounds"}
     assert set(rows) == {"centralized", "fedavg", "fedprox", "fedasync", "fedavg, IID clients",
                          "fedavgm (server momentum 0.9)"} | longs
     # the same client steps in each budget: rounds and clients_per_round times more rounds
@@ -402,6 +402,8 @@ def test_every_experiment_runs_at_toy_size(ci_corpus):
     assert summary["fedavg, 2 rounds"]["mel_gap"] == rows["fedavg, 2 rounds"]["final_mel"] - \
         rows["centralized, 2 rounds"]["final_mel"]
     assert summary["fedavg"]["versus"] == summary["fedavg, IID clients"]["versus"] == "centralized"
+    one = out["strategies"]["rows"]["fedavg, 1 x 4 local steps, 2 rounds"]   # 1 client x 4 steps per round
+    assert one["bytes_total"] * 2 == rows["fedavg, 2 rounds"]["bytes_total"]
     assert [r["alpha"] for r in out["alpha_sweep"]["rows"]] == [0.1, "iid"]
     dropout = next(r for r in out["failures"]["rows"] if "dropout" in r["case"])
     assert dropout["updates"] + dropout["dropped"] == 2    # 1 round x 2 sampled clients

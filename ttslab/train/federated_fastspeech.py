@@ -67,6 +67,7 @@ class ExperimentConfig:
     test_per_speaker: int = 1
     rounds: int = 10
     long_rounds: int | None = None          # None: rounds * clients_per_round (see compare_strategies)
+    long_splits: tuple[int, ...] = (2, 1)   # FedAvg at long_rounds with fewer clients x more local steps
     clients_per_round: int = 4
     local_steps: int = 8
     batch_size: int = 8
@@ -92,10 +93,11 @@ class ExperimentConfig:
         return SimulationConfig(**{**base, **overrides})
 
 
-#: Full mode: tiny FastSpeech, 10 speakers, 8 rounds x 4 clients x 8 steps = 256 steps per run, and
-#: centralized, FedAvg and FedProx continued to 32 rounds (1024 steps); 3 held-out sentences per
-#: speaker (about 0.2 s a step of 8 on one thread: ~4600 steps and ~330 synthesized sentences in all,
-#: ~22 min of one core); CI mode: seconds on the CI corpus.
+#: Full mode: tiny FastSpeech, 10 speakers, 8 rounds x 4 clients x 8 steps = 256 steps per run;
+#: centralized, FedAvg and FedProx continued to 32 rounds (1024 steps), FedAvg also on 2 x 16 and
+#: 1 x 32 steps per round; 3 held-out sentences per speaker (about 0.1 s a step of 8 on one thread:
+#: ~6700 steps and ~390 synthesized sentences in all, ~20 min on the shared 2-core machine); CI mode:
+#: seconds on the CI corpus.
 SETTINGS = {
     "full": ExperimentConfig(rounds=8, sweep_rounds=4, test_per_speaker=3),
     "ci": ExperimentConfig(speakers=ENGLISH_SPEAKERS[:4], train_per_speaker=12, test_per_speaker=1, rounds=2,
@@ -277,7 +279,9 @@ def compare_strategies(fed: Federation, meter: VoiceMeter | None = None, progres
     ``long_rounds`` (default ``clients_per_round`` times more): the same total steps for all three, a
     budget where centralized training has nearly converged. At ``long_rounds`` every client has also
     taken as many *sequential* steps as the centralized run took by ``rounds`` (averaging K parallel
-    runs of s steps makes about the progress of one run of s steps, not K s)."""
+    runs of s steps makes about the progress of one run of s steps, not K s). Then FedAvg at
+    ``long_rounds`` with the same steps per round split over fewer clients (``long_splits``: m clients
+    x ``clients_per_round * local_steps / m`` local steps): fewer, longer parallel runs per average."""
     c = fed.config
     clients, summary = fed.clients("speaker")
     iid_clients, _ = fed.clients("iid", num_clients=len(clients), seed=c.seed)
@@ -300,6 +304,11 @@ def compare_strategies(fed: Federation, meter: VoiceMeter | None = None, progres
                                                          progress=progress)
     if long_rounds > c.rounds:
         runs.update(long_runs)
+    per_round = c.clients_per_round * c.local_steps
+    for m in (m for m in c.long_splits if m < c.clients_per_round and per_round % m == 0):
+        runs[f"fedavg, {m} x {per_round // m} local steps, {long_rounds} rounds"] = run_strategy(
+            fed, FedAvg(), clients, progress=progress, client_config=c.client_config(local_steps=per_round // m),
+            sim_config=c.sim_config(rounds=long_rounds, clients_per_round=m))
     out = {"partition": {k: summary[k] for k in ("kind", "num_clients", "non_iid_index")}, "rows": {},
            "long_rounds": long_rounds}
     for name, result in runs.items():
