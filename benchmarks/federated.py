@@ -61,7 +61,8 @@ def to_markdown(results: dict) -> str:
              f"the same {steps} steps on all the data; centralized, FedAvg and FedProx continued to {long_rounds} "
              f"rounds ({long_rounds * steps // cfg['rounds']} steps each; the {cfg['rounds']}-round rows are the "
              f"same runs at round {cfg['rounds']}), and FedAvg for {long_rounds} rounds with the same steps per "
-             "round on fewer clients (m x s: m clients per round, s local steps each). Held-out: {cfg['test_per_speaker']} test sentence(s) per "
+             "round on fewer clients (m x s: m clients per round, s local steps each). "
+             f"Held-out: {cfg['test_per_speaker']} test sentence(s) per "
              "speaker; mel = held-out mel L1 (normalised); MCD-DTW and PER through the shipped neural vocoder "
              "and judge; the gap is to the centralized row with the same steps.", "",
              "| system | rounds | client steps | mel L1 | MCD-DTW dB | gap to centralized dB | PER % | bytes "
