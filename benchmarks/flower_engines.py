@@ -125,9 +125,15 @@ def wait_for_quiet(max_load: float, max_wait: float) -> float:
     returns the seconds waited. Ray's start-up deadline is missed under load, so a retry right away
     tends to fail again."""
     start = time.monotonic()
-    while os.getloadavg()[0] > max_load and time.monotonic() - start < max_wait:
+    while one_minute_load() > max_load and time.monotonic() - start < max_wait:
         time.sleep(5.0)
     return time.monotonic() - start
+
+
+def one_minute_load() -> float:
+    """The 1-minute load average (:func:`harness.load_average`; 0 where the system has none)."""
+    first = harness.load_average().split()[0]
+    return 0.0 if first == "n/a" else float(first)
 
 
 def run_ray(run, num_cpus: int, attempts: int = 8, max_load: float = 3.0, max_wait: float = 90.0):
@@ -151,7 +157,7 @@ def run_ray(run, num_cpus: int, attempts: int = 8, max_load: float = 3.0, max_wa
             if failed + 1 == attempts:
                 raise
             waited = wait_for_quiet(max_load, max_wait)
-            print(f"Ray did not start (attempt {failed + 1} of {attempts}, load {os.getloadavg()[0]:.1f} "
+            print(f"Ray did not start (attempt {failed + 1} of {attempts}, load {one_minute_load():.1f} "
                   f"after waiting {waited:.0f} s); retrying", flush=True)
 
 
