@@ -17,7 +17,7 @@ import torch
 
 from test_federated_core import Toy, toy_data, toy_loss  # tests/ is on sys.path under pytest (rootdir conftest)
 from ttslab.federated import (ClientConfig, ClientData, FedAdam, FedAsync, FedAvg, FedProx, SkipMalformed,
-                              UpdateError, client_update, initial_weights)
+                              UpdateError, client_update, initial_weights, max_abs_diff)
 from ttslab.federated.simulator import (ClientPool, SimulationConfig, SimulationError, latest_checkpoint,
                                         sample_round, simulate, straggler_steps)
 
@@ -366,17 +366,44 @@ def test_federation_holds_one_speaker_per_client_and_the_centralized_run_takes_t
     assert central.history[1]["eval"]["mel"] < central.history[0]["eval"]["mel"]
 
 
+def test_a_snapshot_of_a_longer_run_is_the_shorter_run_bit_for_bit(ci_corpus):
+    from ttslab.train.federated_fastspeech import Federation, Snapshot, run_centralized, run_strategy
+
+    fed = Federation(ci_corpus, tiny_settings(clients_per_round=2, local_steps=1))
+    clients, _ = fed.clients("speaker")
+    short = run_strategy(fed, FedAvg(), clients, sim_config=fed.config.sim_config(rounds=1))
+    snapshot = Snapshot(fed, 1)
+    long = run_strategy(fed, FedAvg(), clients, sim_config=fed.config.sim_config(rounds=2), evaluate_fn=snapshot)
+    kept = snapshot.result(long)
+    assert max_abs_diff(kept.weights, short.weights) == 0.0 and max_abs_diff(long.weights, short.weights) > 0
+    assert kept.history == short.history and kept.comm.total == short.comm.total > 0
+    assert kept.comm.total < long.comm.total
+    central_snapshot = Snapshot(fed, 1)
+    run_centralized(fed, 2, evaluate_fn=central_snapshot)
+    assert max_abs_diff(central_snapshot.weights, run_centralized(fed, 1).weights) == 0.0
+    with pytest.raises(ValueError, match="never reached round 3"):
+        Snapshot(fed, 3).result(long)
+
+
 @pytest.mark.slow
 def test_every_experiment_runs_at_toy_size(ci_corpus):
     from ttslab.train.federated_fastspeech import run_all, summary_metrics
 
     out = run_all(ci_corpus, tiny_settings(alphas=(0.1,), sweep_rounds=1), voices=False)
     rows = out["strategies"]["rows"]
+    longs = {"centralized, 2 rounds", "fedavg, 2 rounds", "fedprox, 2 rounds", "fedavg, 1 x 4 local steps, 2 rounds"}
     assert set(rows) == {"centralized", "fedavg", "fedprox", "fedasync", "fedavg, IID clients",
-                         "fedavgm (server momentum 0.9)", "fedavg, 2 rounds"}
-    # the same client steps everywhere, except the run with clients_per_round times more rounds
-    assert {r["steps"] for n, r in rows.items() if n != "fedavg, 2 rounds"} == {4}
-    assert rows["fedavg, 2 rounds"]["steps"] == 8 and rows["fedavg, 2 rounds"]["rounds"] == 2
+                         "fedavgm (server momentum 0.9)"} | longs
+    # the same client steps in each budget: rounds and clients_per_round times more rounds
+    assert {r["steps"] for n, r in rows.items() if n not in longs} == {4}
+    assert {(r["steps"], r["rounds"]) for n, r in rows.items() if n in longs} == {(8, 2)}
+    summary = summary_metrics(out)
+    assert summary["fedavg, 2 rounds"]["versus"] == "centralized, 2 rounds"
+    assert summary["fedavg, 2 rounds"]["mel_gap"] == rows["fedavg, 2 rounds"]["final_mel"] - \
+        rows["centralized, 2 rounds"]["final_mel"]
+    assert summary["fedavg"]["versus"] == summary["fedavg, IID clients"]["versus"] == "centralized"
+    one = out["strategies"]["rows"]["fedavg, 1 x 4 local steps, 2 rounds"]   # 1 client x 4 steps per round
+    assert one["bytes_total"] * 2 == rows["fedavg, 2 rounds"]["bytes_total"]
     assert [r["alpha"] for r in out["alpha_sweep"]["rows"]] == [0.1, "iid"]
     dropout = next(r for r in out["failures"]["rows"] if "dropout" in r["case"])
     assert dropout["updates"] + dropout["dropped"] == 2    # 1 round x 2 sampled clients

@@ -14,7 +14,9 @@ The experiments (each a function returning a JSON-able dict; :func:`run_all` run
   speakers, **the same number of optimizer steps** (``rounds * clients_per_round * local_steps``):
   the centralized run is one client holding all the data that takes ``clients_per_round *
   local_steps`` steps per "round" (AdamW restarted every round, as the clients' is); the held-out mel
-  loss after every round, MCD-DTW and PER of the final voices (neural vocoder, shipped judge);
+  loss after every round, MCD-DTW and PER of the final voices (neural vocoder, shipped judge); at
+  ``rounds`` and again at ``long_rounds`` (the same runs, snapshotted at ``rounds``), where the
+  centralized run has nearly converged;
 * :func:`alpha_sweep`: FedAvg on Dirichlet partitions of growing concentration ``alpha``;
 * :func:`failures`: dropouts, partial stragglers, and FedAsync with stragglers on the virtual clock;
 * :func:`personalization`: FedPer (``speaker_embedding`` and ``mel_head`` stay on the client) against
@@ -46,8 +48,9 @@ import numpy as np
 import torch
 
 from ttslab.data.speakers import ENGLISH_SPEAKERS
-from ttslab.federated import (ClientConfig, ClientData, FedAsync, FedAvg, FedAvgM, FedProx, SimulationConfig, Strategy,
-                              UtteranceKey, build_model, evaluate, make_partition, simulate)
+from ttslab.federated import (ClientConfig, ClientData, CommunicationLog, FedAsync, FedAvg, FedAvgM, FedProx,
+                              SimulationConfig, SimulationResult, Strategy, UtteranceKey, build_model, clone_weights,
+                              evaluate, make_partition, simulate)
 from ttslab.models.fastspeech import (FastSpeech, FastSpeechConfig, collate_fastspeech, fastspeech_items,
                                       fastspeech_loss, stats_from_items, utterance_inputs)
 
@@ -63,6 +66,8 @@ class ExperimentConfig:
     train_per_speaker: int | None = None   # None: all of a speaker's training utterances
     test_per_speaker: int = 1
     rounds: int = 10
+    long_rounds: int | None = None          # None: rounds * clients_per_round (see compare_strategies)
+    long_splits: tuple[int, ...] = (2, 1)   # FedAvg at long_rounds with fewer clients x more local steps
     clients_per_round: int = 4
     local_steps: int = 8
     batch_size: int = 8
@@ -73,6 +78,12 @@ class ExperimentConfig:
     sweep_rounds: int = 5
     seed: int = 0
 
+    @property
+    def rounds_long(self) -> int:
+        """The longer budget of :func:`compare_strategies` (``long_rounds``, default ``rounds *
+        clients_per_round``)."""
+        return self.long_rounds if self.long_rounds is not None else self.rounds * self.clients_per_round
+
     def client_config(self, **overrides) -> ClientConfig:
         base = dict(local_steps=self.local_steps, batch_size=self.batch_size, lr=self.lr, seed=self.seed)
         return ClientConfig(**{**base, **overrides})
@@ -82,11 +93,13 @@ class ExperimentConfig:
         return SimulationConfig(**{**base, **overrides})
 
 
-#: Full mode: tiny FastSpeech, 10 speakers, 8 rounds x 4 clients x 8 steps = 256 steps per run (about
-#: 0.25 s a step of 8 on one thread: ~2500 steps and 60 synthesized sentences in all, ~12 min of CPU);
-#: CI mode: seconds on the CI corpus.
+#: Full mode: tiny FastSpeech, 10 speakers, 8 rounds x 4 clients x 8 steps = 256 steps per run;
+#: centralized, FedAvg and FedProx continued to 32 rounds (1024 steps), FedAvg also on 2 x 16 and
+#: 1 x 32 steps per round; 3 held-out sentences per speaker (about 0.1 s a step of 8 on one thread:
+#: ~6700 steps and ~390 synthesized sentences in all, ~20 min on the shared 2-core machine); CI mode:
+#: seconds on the CI corpus.
 SETTINGS = {
-    "full": ExperimentConfig(rounds=8, sweep_rounds=4),
+    "full": ExperimentConfig(rounds=8, sweep_rounds=4, test_per_speaker=3),
     "ci": ExperimentConfig(speakers=ENGLISH_SPEAKERS[:4], train_per_speaker=12, test_per_speaker=1, rounds=2,
                            clients_per_round=2, local_steps=2, batch_size=4, alphas=(0.1, 100.0), sweep_rounds=2),
 }
@@ -212,50 +225,98 @@ def _curve(result, scale_bytes: bool = True) -> list[dict]:
 
 
 def run_strategy(fed: Federation, strategy: Strategy, clients, *, client_config=None, sim_config=None,
-                 progress: bool = False, server_eval: bool = True):
+                 progress: bool = False, server_eval: bool = True, evaluate_fn=None):
     """One federated run with the federation's held-out evaluation every round (``server_eval``; a
-    FedPer model has no server-side voice to evaluate: its speaker layers live on the clients)."""
+    FedPer model has no server-side voice to evaluate: its speaker layers live on the clients);
+    ``evaluate_fn`` replaces that evaluation (e.g. a :class:`Snapshot`)."""
     c = fed.config
+    evaluate_fn = evaluate_fn or (fed.evaluate_fn if server_eval else None)
     return simulate(fed.model_fn, fed.loss_fn, clients, strategy, client_config or c.client_config(),
-                    sim_config or c.sim_config(), evaluate_fn=fed.evaluate_fn if server_eval else None,
-                    progress=progress)
+                    sim_config or c.sim_config(), evaluate_fn=evaluate_fn, progress=progress)
 
 
-def run_centralized(fed: Federation, rounds: int | None = None, progress: bool = False):
+def run_centralized(fed: Federation, rounds: int | None = None, progress: bool = False, evaluate_fn=None):
     """The same optimizer steps as ``rounds`` federated rounds, on all the data in one place."""
     c = fed.config
     rounds = rounds or c.rounds
     config = c.client_config(local_steps=c.local_steps * c.clients_per_round)
     return simulate(fed.model_fn, fed.loss_fn, [fed.pooled()], FedAvg(), config,
                     SimulationConfig(rounds=rounds, clients_per_round=1, seed=c.seed),
-                    evaluate_fn=fed.evaluate_fn, progress=progress)
+                    evaluate_fn=evaluate_fn or fed.evaluate_fn, progress=progress)
+
+
+class Snapshot:
+    """The federation's held-out evaluation that also keeps a copy of the global weights after round
+    ``at``: one long run then gives the short run too. Round ``t``'s randomness depends only on
+    ``(seed, t)`` (:func:`~ttslab.federated.simulate`), so the first ``at`` rounds of a longer run are
+    the ``at``-round run, bit for bit (``tests/test_federated_simulator.py`` checks it)."""
+
+    def __init__(self, fed: Federation, at: int):
+        self.fed, self.at, self.weights = fed, at, None
+
+    def __call__(self, weights, server_round: int) -> dict[str, float]:
+        if server_round == self.at:
+            self.weights = clone_weights(weights)
+        return self.fed.evaluate_fn(weights, server_round)
+
+    def result(self, long: SimulationResult) -> SimulationResult:
+        """``long`` as it stood after round ``at``: the weights kept then, the history and the bytes
+        up to there (the personal layers are not kept: use it for global-only runs)."""
+        if self.weights is None:
+            raise ValueError(f"the run never reached round {self.at}: nothing was kept")
+        history = [row for row in long.history if row["round"] <= self.at]
+        comm = CommunicationLog()
+        for row in history:
+            if row["round"] > 0:
+                comm.add(row["round"], up=row.get("bytes_up", 0), down=row.get("bytes_down", 0))
+        return SimulationResult(self.weights, history, {}, comm, long.strategy)
 
 
 def compare_strategies(fed: Federation, meter: VoiceMeter | None = None, progress: bool = False) -> dict:
-    """Centralized vs FedAvg, FedProx, FedAsync on one-speaker clients (module docstring), and three
-    rows that take the gap apart: FedAvg on IID clients (the same steps: how much is non-IID-ness?),
-    FedAvgM (server momentum 0.9) and FedAvg for ``clients_per_round`` times more rounds (each client
-    then takes as many *sequential* steps as the centralized run: averaging K parallel runs of s steps
-    makes less progress than one run of K s steps)."""
+    """Centralized vs FedAvg, FedProx, FedAsync on one-speaker clients (module docstring) after
+    ``rounds``, two rows that take the gap apart there (FedAvg on IID clients: how much is
+    non-IID-ness? FedAvgM: server momentum 0.9), and centralized, FedAvg and FedProx again after
+    ``long_rounds`` (default ``clients_per_round`` times more): the same total steps for all three, a
+    budget where centralized training has nearly converged. At ``long_rounds`` every client has also
+    taken as many *sequential* steps as the centralized run took by ``rounds`` (averaging K parallel
+    runs of s steps makes about the progress of one run of s steps, not K s). Then FedAvg at
+    ``long_rounds`` with the same steps per round split over fewer clients (``long_splits``: m clients
+    x ``clients_per_round * local_steps / m`` local steps): fewer, longer parallel runs per average."""
     c = fed.config
     clients, summary = fed.clients("speaker")
     iid_clients, _ = fed.clients("iid", num_clients=len(clients), seed=c.seed)
-    runs = {"centralized": run_centralized(fed, progress=progress)}
-    for name, strategy in (("fedavg", FedAvg()), ("fedprox", FedProx(mu=c.mu)),
-                           ("fedasync", FedAsync(alpha=c.async_alpha, staleness="polynomial"))):
-        runs[name] = run_strategy(fed, strategy, clients, progress=progress)
+    long_rounds = c.rounds_long
+    if long_rounds < c.rounds:
+        raise ValueError(f"long_rounds ({long_rounds}) must be >= rounds ({c.rounds})")
+    runs, long_runs = {}, {}
+    for name, run in (("centralized", lambda ev: run_centralized(fed, long_rounds, progress, evaluate_fn=ev)),
+                      ("fedavg", lambda ev: run_strategy(fed, FedAvg(), clients, progress=progress, evaluate_fn=ev,
+                                                         sim_config=c.sim_config(rounds=long_rounds))),
+                      ("fedprox", lambda ev: run_strategy(fed, FedProx(mu=c.mu), clients, progress=progress,
+                                                          evaluate_fn=ev, sim_config=c.sim_config(rounds=long_rounds)))):
+        snapshot = Snapshot(fed, c.rounds)
+        long_runs[f"{name}, {long_rounds} rounds"] = run(snapshot)
+        runs[name] = snapshot.result(long_runs[f"{name}, {long_rounds} rounds"])
+    runs["fedasync"] = run_strategy(fed, FedAsync(alpha=c.async_alpha, staleness="polynomial"), clients,
+                                    progress=progress)
     runs["fedavg, IID clients"] = run_strategy(fed, FedAvg(), iid_clients, progress=progress)
     runs["fedavgm (server momentum 0.9)"] = run_strategy(fed, FedAvgM(server_lr=1.0, momentum=0.9), clients,
                                                          progress=progress)
-    long_rounds = c.rounds * c.clients_per_round
-    runs[f"fedavg, {long_rounds} rounds"] = run_strategy(fed, FedAvg(), clients, progress=progress,
-                                                         sim_config=c.sim_config(rounds=long_rounds))
-    out = {"partition": {k: summary[k] for k in ("kind", "num_clients", "non_iid_index")}, "rows": {}}
+    if long_rounds > c.rounds:
+        runs.update(long_runs)
+    per_round = c.clients_per_round * c.local_steps
+    for m in (m for m in c.long_splits if m < c.clients_per_round and per_round % m == 0):
+        runs[f"fedavg, {m} x {per_round // m} local steps, {long_rounds} rounds"] = run_strategy(
+            fed, FedAvg(), clients, progress=progress, client_config=c.client_config(local_steps=per_round // m),
+            sim_config=c.sim_config(rounds=long_rounds, clients_per_round=m))
+    out = {"partition": {k: summary[k] for k in ("kind", "num_clients", "non_iid_index")}, "rows": {},
+           "long_rounds": long_rounds}
     for name, result in runs.items():
         rounds = len(result.history) - 1
-        row = {"curve": _curve(result, scale_bytes=name != "centralized"),
+        central = name.startswith("centralized")
+        row = {"curve": _curve(result, scale_bytes=not central),
                "final_mel": result.history[-1]["eval"]["mel"],
-               "bytes_total": 0 if name == "centralized" else result.comm.total,
+               "bytes_total": 0 if central else result.comm.total,
                "steps": rounds * c.clients_per_round * c.local_steps, "rounds": rounds}
         if meter is not None:
             row.update(meter.measure(model_from(fed, result.weights)))
@@ -401,12 +462,23 @@ def memory_probe(corpus, num_clients: int, *, size: str = "small", rounds: int =
             "eager_models_mb": round(model_mb * num_clients, 1), "personal_clients": len(result.personal)}
 
 
+def centralized_reference(rows: dict, name: str) -> str:
+    """The centralized row a row of :func:`compare_strategies` is compared with: the one with the same
+    number of rounds (so the same optimizer steps)."""
+    same = [n for n, r in rows.items() if n.startswith("centralized") and r["rounds"] == rows[name]["rounds"]]
+    return same[0] if same else "centralized"
+
+
 def summary_metrics(results: dict) -> dict:
-    """The headline: each strategy's final MCD and mel loss, and its gap to centralized."""
+    """The headline: each strategy's final MCD and mel loss, and its gap to centralized training with
+    the same number of steps (:func:`centralized_reference`)."""
     rows = results["strategies"]["rows"]
-    central = rows["centralized"]
-    return {name: {"mcd_gap_db": (r["mcd_dtw_db"] - central["mcd_dtw_db"]) if "mcd_dtw_db" in r else None,
-                   "mel_gap": r["final_mel"] - central["final_mel"]} for name, r in rows.items()}
+    out = {}
+    for name, r in rows.items():
+        central = rows[centralized_reference(rows, name)]
+        out[name] = {"mcd_gap_db": (r["mcd_dtw_db"] - central["mcd_dtw_db"]) if "mcd_dtw_db" in r else None,
+                     "mel_gap": r["final_mel"] - central["final_mel"], "versus": centralized_reference(rows, name)}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

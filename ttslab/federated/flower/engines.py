@@ -147,8 +147,11 @@ def _simulate_once(run: FlowerRun, num_cpus: int, workdir, verbose: bool):
         bound = run.replace(output=str(out))
         env = {k: v for k, v in flower_environment(Path(tmp) / "flwr_home").items()
                if k in (*FLOWER_ENV, "FLWR_HOME", "PYTHONPATH")}
+        # Ray's node address is the loopback one (its processes reach each other over 127.0.0.1, not the
+        # machine's address); Ray 2.55's GCS and raylet gRPC servers still listen on all interfaces
         backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                   "init_args": {"num_cpus": int(num_cpus), "num_gpus": 0, "include_dashboard": False}}
+                   "init_args": {"num_cpus": int(num_cpus), "num_gpus": 0, "include_dashboard": False,
+                                 "_node_ip_address": HOST}}
         before = set(descendants(os.getpid()))
         with patched_environ(env):
             try:
