@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -378,6 +379,8 @@ def main(argv: list[str] | None = None) -> Path:
            "seconds_total": seconds, "seconds_training": history.seconds, "cpu_seconds_total": cpu_seconds,
            "load_average_1min_at_end": os.getloadavg()[0], "threads": threads,
            "torch": torch.__version__, "device": str(next(model.parameters()).device),
+           "device_name": (torch.cuda.get_device_name(next(model.parameters()).device)
+                           if next(model.parameters()).is_cuda else f"CPU ({platform.machine()})"),
            "history": history.to_dict(),
            "command": "python -m ttslab.train.vocoder " + " ".join(sys.argv[1:] if argv is None else argv),
            "teacher": ({"vocoder": args.teacher_vocoder, "acoustic": args.teacher_acoustic,
