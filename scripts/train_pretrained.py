@@ -56,8 +56,10 @@ for _speaker in HMM_SPEAKERS:
 # Distilled students of fastspeech_teacher (ttslab.train.distill_fastspeech; the teacher must be registered
 # first). "student_<size>" is the method the students benchmark (benchmarks/distill.py --part students)
 # found best; "student_<size>_scratch" is the same size without a teacher, the baseline of notebook 08.
-STUDENT_STEPS = "2000"  # what the registered students were trained with (on a GPU; ~30-45 min on one CPU thread)
-for _size, _method, _suffix in (("small", "kd", ""), ("small", "scratch", "_scratch")):
+STUDENT_STEPS = "2000"  # the small ones on a GPU (~15-25 min on one CPU thread), the tiny ones on one CPU thread
+TINY_METHOD = "sequence"  # the tiny student's method: the best of the small size's KD methods (benchmarks/distill.py)
+for _size, _method, _suffix in (("small", "kd", ""), ("small", "scratch", "_scratch"),
+                                ("tiny", TINY_METHOD, ""), ("tiny", "scratch", "_scratch")):
     RECIPES[f"student_{_size}{_suffix}"] = (
         "fastspeech", "ttslab.train.distill_fastspeech",
         ["--mode", "full", "--size", _size, "--method", _method, "--steps", STUDENT_STEPS,
@@ -67,6 +69,13 @@ for _size, _method, _suffix in (("small", "kd", ""), ("small", "scratch", "_scra
 RECIPES["vocoder_small"] = ("vocoder", "ttslab.train.vocoder",
                             ["--mode", "full", "--size", "small", "--steps", "3000", "--out", "{build}/vocoder_small.pt"],
                             "vocoder_small.pt", "vocoder_small.json")
+# The same small vocoder distilled from the registered one: trained on fastspeech_teacher's generated mels with the
+# registered vocoder's audio of them as the target (ttslab.train.vocoder --teacher-vocoder; both must be registered).
+RECIPES["vocoder_small_distilled"] = ("vocoder", "ttslab.train.vocoder",
+                                      ["--mode", "full", "--size", "small", "--steps", "3000", "--teacher-vocoder",
+                                       "vocoder", "--teacher-acoustic", "fastspeech_teacher",
+                                       "--out", "{build}/vocoder_small_distilled.pt"],
+                                      "vocoder_small_distilled.pt", "vocoder_small_distilled.json")
 
 
 def command(name: str, build: Path, threads: int) -> list[str]:
