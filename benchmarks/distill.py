@@ -35,6 +35,8 @@ knowledge": the phone pairs the teacher's soft labels (``T = 4``) call most alik
     python benchmarks/distill.py --mode full --part classic   # 4 speakers, ~4.1 k windows (~6-7 min of one free core)
     python benchmarks/distill.py --mode full --part export    # teacher + small, 10 test sentences (~1-2 min)
     python benchmarks/distill.py --mode full --part students  # registered student_* (+ --student NAME=PATH)
+    python benchmarks/distill.py --mode full --part students --student NAME=PATH ... \
+        --with-vocoder vocoder_small --with-vocoder vocoder_small_distilled --pair teacher --pair student_small
 
 Results go to ``<out>/distill_<mode>.json`` and ``.md``. One seed per model: differences of a few
 tenths of a point between students are within what another seed would move.

@@ -57,7 +57,7 @@ for _speaker in HMM_SPEAKERS:
 # first). "student_<size>" is the method the students benchmark (benchmarks/distill.py --part students)
 # found best; "student_<size>_scratch" is the same size without a teacher, the baseline of notebook 08.
 STUDENT_STEPS = "2000"  # the small ones on a GPU (~15-25 min on one CPU thread), the tiny ones on one CPU thread
-TINY_METHOD = "sequence"  # the tiny student's method: the best of the small size's KD methods (benchmarks/distill.py)
+TINY_METHOD = "kd"  # the tiny student's method: the small size's best KD method (benchmarks/distill.py)
 for _size, _method, _suffix in (("small", "kd", ""), ("small", "scratch", "_scratch"),
                                 ("tiny", TINY_METHOD, ""), ("tiny", "scratch", "_scratch")):
     RECIPES[f"student_{_size}{_suffix}"] = (
