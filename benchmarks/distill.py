@@ -13,9 +13,13 @@ ci mode: an untrained ``tiny`` model.
 teacher, end to end with the registered neural vocoder, side by side on one thread: MCD-DTW, F0 RMSE,
 V/UV (WORLD analyses, as ``benchmarks/deep_tts.py``), PER (the judge), parameters, RTF (acoustic model
 alone and end to end), peak RSS of a synthesis process, training time; issue 10's section-4 goals as
-pass/fail columns and Nix-TTS' reported ratios as the anchor row. Students: ``--student NAME=PATH``
-(repeatable), else every registered ``student_*``; CI mode without either uses the CI tiny model as a
-stand-in student (a smoke run, not a result).
+pass/fail columns and Nix-TTS' reported ratios as the anchor row. Students: every registered ``student_*``
+plus ``--student NAME=PATH`` (repeatable; CI mode with neither uses the CI tiny model as a stand-in
+student: a smoke run, not a result). ``--with-vocoder NAME`` or ``NAME=PATH`` (repeatable) pairs the
+students (``--pair NAME``: only those; ``teacher`` allowed) with a smaller vocoder too, e.g. the one
+trained on recordings and the distilled one. Two more tables from the same run: the section-3 ablation
+(size x method, each with the registered vocoder, so only the acoustic model differs) and the vocoders
+(each small vocoder behind the same acoustic models).
 
 ``--part classic``:
 frame-level phone classification from log-mel on the built-in corpus
@@ -30,7 +34,9 @@ knowledge": the phone pairs the teacher's soft labels (``T = 4``) call most alik
     python benchmarks/distill.py --mode ci --part classic     # 2 speakers, a few steps (~30 s)
     python benchmarks/distill.py --mode full --part classic   # 4 speakers, ~4.1 k windows (~6-7 min of one free core)
     python benchmarks/distill.py --mode full --part export    # teacher + small, 10 test sentences (~1-2 min)
-    python benchmarks/distill.py --mode full --part students  # registered student_* (or --student NAME=PATH)
+    python benchmarks/distill.py --mode full --part students  # registered student_* (+ --student NAME=PATH)
+    python benchmarks/distill.py --mode full --part students --student NAME=PATH ... \
+        --with-vocoder vocoder_small --with-vocoder vocoder_small_distilled --pair teacher --pair student_small
 
 Results go to ``<out>/distill_<mode>.json`` and ``.md``. One seed per model: differences of a few
 tenths of a point between students are within what another seed would move.
@@ -177,9 +183,9 @@ GOALS = {"parameter_share": 0.20, "speedup": 5.0, "mcd_db_behind": 0.3, "per_poi
 NIX_TTS = {"parameter_reduction": (0.82, 0.89), "cpu_speedup": (3.0, 3.3)}
 
 
-def student_checkpoints(mode: str, specs: list[str], folder) -> dict:
-    """``{label: (checkpoint path, training log or {})}``: the teacher first, then ``specs``
-    (``NAME=PATH`` or ``PATH``), else every registered ``student_*``; in CI mode with neither, the CI
+def student_checkpoints(mode: str, specs: list[str], folder, registered: bool = True) -> dict:
+    """``{label: (checkpoint path, training log or {})}``: the teacher first, then (``registered``) every
+    registered ``student_*``, then ``specs`` (``NAME=PATH`` or ``PATH``); in CI mode with neither, the CI
     cache's tiny FastSpeech (trained from scratch) stands in, so that the part runs everywhere."""
     import json
     from pathlib import Path
@@ -187,6 +193,10 @@ def student_checkpoints(mode: str, specs: list[str], folder) -> dict:
     from ttslab import pretrained
 
     found = {"teacher": (pretrained.path("fastspeech_teacher"), pretrained.training_log("fastspeech_teacher"))}
+    if registered:
+        for name in pretrained.available():
+            if name.startswith("student_"):
+                found[name] = (pretrained.path(name), pretrained.training_log(name))
     for spec in specs:
         name, _, path = spec.rpartition("=")
         path = Path(path)
@@ -195,10 +205,6 @@ def student_checkpoints(mode: str, specs: list[str], folder) -> dict:
                                     f"python -m ttslab.train.distill_fastspeech ... --out {path})")
         log = path.with_name(path.name + ".log.json")
         found[name or path.stem] = (path, json.loads(log.read_text()) if log.is_file() else {})
-    if not specs:
-        for name in pretrained.available():
-            if name.startswith("student_"):
-                found[name] = (pretrained.path(name), pretrained.training_log(name))
     if len(found) == 1:
         if mode != "ci":
             raise SystemExit("no students: pass --student NAME=PATH (python -m ttslab.train.distill_fastspeech) "
@@ -209,6 +215,26 @@ def student_checkpoints(mode: str, specs: list[str], folder) -> dict:
         cached_fastspeech("ci", "tiny", progress=False, device="cpu").save(path, half=False)
         found["tiny scratch (CI cache, stand-in)"] = (path, {})
     return found
+
+
+def load_vocoder(spec: str):
+    """``(label, vocoder, training log or {})`` of ``NAME`` (registered) or ``NAME=PATH`` (a checkpoint of
+    ``python -m ttslab.train.vocoder``, its log ``<stem>.json`` beside it)."""
+    import json
+    from pathlib import Path
+
+    from ttslab import pretrained
+    from ttslab.vocoders.neural import NeuralVocoder
+
+    name, _, path = spec.partition("=")
+    if not path:
+        return name, pretrained.load(name), pretrained.training_log(name)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--with-vocoder {spec}: no checkpoint at {path} (train one with "
+                                f"python -m ttslab.train.vocoder --size small ... --out {path})")
+    log = path.with_suffix(".json")
+    return name, NeuralVocoder.from_checkpoint(path).eval(), json.loads(log.read_text()) if log.is_file() else {}
 
 
 def current_rss_mb() -> float:
@@ -228,11 +254,10 @@ def peak_rss_probe(path, utterance_inputs: list, speakers: list, queue, vocoder_
 
     import torch
 
-    from ttslab import pretrained
     from ttslab.models.fastspeech import FastSpeech
 
     torch.set_num_threads(1)
-    vocoder = pretrained.load(vocoder_name)
+    vocoder = load_vocoder(vocoder_name)[1]
     before = current_rss_mb()
     if path is not None:
         model = FastSpeech.from_checkpoint(path)
@@ -254,10 +279,11 @@ def peak_rss_mb(path, utterance_inputs: list, speakers: list, vocoder_name: str 
 
 
 def students(mode: str, specs: list[str], per_speaker: int | None = None, repeats: int = 2,
-             with_vocoder: str | None = None) -> dict:
+             with_vocoder: list[str] | None = None, pair: list[str] | None = None) -> dict:
     """Teacher vs students, end to end with the registered neural vocoder, on held-out test sentences;
-    ``with_vocoder`` (a registered vocoder, e.g. ``"vocoder_small"``) adds each student with that vocoder too
-    (the compressed end-to-end system of issue 10, section 4)."""
+    each of ``with_vocoder`` (``NAME`` registered, e.g. ``"vocoder_small"``, or ``NAME=PATH``) adds the
+    students (those in ``pair`` when given; ``"teacher"`` may be one) with that vocoder too (the
+    compressed end-to-end system of issue 10, section 4)."""
     import tempfile
     import time
 
@@ -283,11 +309,18 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
             if m.speakers != teacher.speakers or m.config.n_phones != teacher.config.n_phones:
                 raise ValueError(f"{name}: speakers/phones differ from the teacher's; not a student of it")
         vocoders = {name: ("vocoder", vocoder) for name in models}
-        if with_vocoder:
-            small = pretrained.load(with_vocoder)
-            for name in [n for n in models if n != "teacher"]:
-                label = f"{name} + {with_vocoder}"
-                models[label], vocoders[label], found[label] = models[name], (with_vocoder, small), found[name]
+        unknown = sorted(set(pair or []) - set(models))
+        if unknown:
+            raise ValueError(f"--pair {unknown}: not among the models {list(models)}")
+        paired = list(pair) if pair else [n for n in models if n != "teacher"]
+        vocoder_info = {"vocoder": {"parameters": vocoder_parameters(vocoder),
+                                    **vocoder_summary(pretrained.training_log("vocoder"))}}
+        for spec in with_vocoder or []:
+            vname, small, vlog = load_vocoder(spec)
+            vocoder_info[vname] = {"parameters": vocoder_parameters(small), **vocoder_summary(vlog)}
+            for name in paired:
+                label = f"{name} + {vname}"
+                models[label], vocoders[label], found[label] = models[name], (spec, small), found[name]
         inputs = [utterance_inputs(u) for u in utts]
         # side by side: every utterance through every model in turn, best of `repeats` (a shared machine)
         timing = {name: {"acoustic": 0.0, "total": 0.0, "audio": 0.0} for name in models}
@@ -317,9 +350,10 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
                   for ref, y, u in zip(refs, audio[name], utts)]
         hyps = [judge.transcribe(y) for y in audio[name]]
         log = found[name][1]
-        rows.append({"model": name, "method": log.get("method", "teacher" if name == "teacher" else None),
+        acoustic = name.split(" + ")[0]
+        rows.append({"model": name, "method": log.get("method", "teacher" if acoustic == "teacher" else None),
                      "size": log.get("size"), "steps": log.get("steps_done"), "parameters": m.num_parameters(),
-                     "vocoder": vocoders[name][0],
+                     "vocoder": vocoders[name][0].partition("=")[0], "acoustic": acoustic,
                      "parameters_end_to_end": m.num_parameters() + vocoder_parameters(vocoders[name][1]),
                      "mcd_dtw_db": harness.finite_mean(s["mcd_dtw_db"] for s in scores),
                      "f0_rmse_hz": harness.finite_mean(s.get("f0_rmse_hz") for s in scores),
@@ -329,11 +363,13 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
                      "rtf_end_to_end": timing[name]["total"] / timing[name]["audio"],
                      "peak_rss_mb": rss[name][0], "rss_growth_mb": rss[name][1], "train_seconds": log.get("seconds"),
                      "train_device": log.get("device_name") or log.get("device"),
+                     "train_cpu_seconds": log.get("cpu_seconds"),
                      "best_valid": log.get("best_valid")})
     add_goal_columns(rows)
     best = min(rows[1:], key=lambda r: (r["mcd_dtw_db"], r["per"]))
     return {"rows": rows, "sentences": len(utts), "speakers": list(STUDENT_SPEAKERS[mode]), "repeats": repeats,
-            "vocoder_parameters": vocoder_parameters(vocoder), "peak_rss_baseline_mb": rss_base[0], "goals": GOALS,
+            "vocoder_parameters": vocoder_parameters(vocoder), "vocoders": vocoder_info,
+            "peak_rss_baseline_mb": rss_base[0], "goals": GOALS,
             "nix_tts": NIX_TTS, "summary": {"best_student": best["model"], "best_goals": best["goals"],
                                             **{k: best[k] for k in ("parameter_share", "speedup", "mcd_db_behind",
                                                                     "per_points_behind", "speedup_acoustic",
@@ -357,6 +393,74 @@ def add_goal_columns(rows: list[dict]) -> list[dict]:
                       "mcd_db_behind": r["mcd_db_behind"] <= GOALS["mcd_db_behind"],
                       "per_points_behind": r["per_points_behind"] <= GOALS["per_points_behind"]}
     return rows
+
+
+def vocoder_summary(log: dict) -> dict:
+    """What a vocoder's training log says about how it was trained (``python -m ttslab.train.vocoder``)."""
+    teacher = log.get("teacher")
+    return {"trained_on": (f"{teacher['vocoder']}'s audio of {teacher['acoustic']}'s mels (distilled)" if teacher
+                           else "recordings"),
+            "steps": (log.get("history") or {}).get("steps_done") or (log.get("train_config") or {}).get("steps"),
+            "train_seconds": log.get("seconds_training"),
+            # the recipe logs its device since issue 10; the registered vocoder's older log predates that (a CPU run)
+            "train_device": log.get("device_name") or log.get("device") or "CPU"}
+
+
+#: Order of the section-3 methods in the ablation table: (a) scratch, (b) sequence, (c) kd, (d) sequence+kd.
+METHOD_ORDER = ("scratch", "sequence", "kd", "sequence+kd")
+
+
+def ablation_markdown(s: dict) -> list[str]:
+    """Issue 10 section 3: every student with the registered vocoder (only the acoustic model differs),
+    by size, then method (a)-(d); differences to the same size's scratch student in brackets."""
+    rows = [r for r in s["rows"]
+            if r["model"] != "teacher" and r.get("vocoder", "vocoder") == "vocoder" and r.get("size")]
+    rank = lambda r: (-r["parameters"], METHOD_ORDER.index(r["method"]) if r["method"] in METHOD_ORDER else 9)  # noqa: E731
+    scratch = {r["size"]: r for r in rows if r["method"] == "scratch"}
+    teacher = s["rows"][0]
+    lines = ["", "### Ablation (issue 10 section 3): size x method, each with the registered vocoder", "",
+             "Same test sentences and measurements as the table above. In brackets: the difference to the scratch "
+             "student of the same size trained the same number of steps (negative MCD / F0 / V/UV / PER: better). "
+             "train s: wall-clock seconds of the recipe on the device named (CPU runs: one thread on a shared "
+             "2-core machine).", "",
+             "| size | method | steps | parameters | MCD-DTW dB | F0 RMSE Hz | V/UV % | PER % | train s (device) | "
+             "best validation loss |", "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
+             f"| teacher | teacher | {teacher.get('steps') or ''} | {teacher['parameters']:,} | "
+             f"{teacher['mcd_dtw_db']:.2f} | {teacher['f0_rmse_hz']:.1f} | {100 * teacher['vuv_error']:.1f} | "
+             f"{100 * teacher['per']:.1f} | {harness.fmt(teacher.get('train_seconds'), 0)} "
+             f"({teacher.get('train_device') or '?'}) | {harness.fmt(teacher.get('best_valid'), 3)} |"]
+    for r in sorted(rows, key=rank):
+        base = scratch.get(r["size"])
+        same = base is not None and base is not r and base.get("steps") == r.get("steps")
+
+        def cell(key, digits, scale=1.0):
+            text = f"{scale * r[key]:.{digits}f}"
+            return text + (f" ({scale * (r[key] - base[key]):+.{digits}f})" if same else "")
+
+        lines.append(f"| {r['size']} | {r['method']} | {r.get('steps') or '?'} | {r['parameters']:,} | "
+                     f"{cell('mcd_dtw_db', 2)} | {cell('f0_rmse_hz', 1)} | {cell('vuv_error', 1, 100)} | "
+                     f"{cell('per', 1, 100)} | {harness.fmt(r.get('train_seconds'), 0)} ({r.get('train_device') or '?'}) "
+                     f"| {harness.fmt(r.get('best_valid'), 3)} |")
+    return lines
+
+
+def vocoders_markdown(s: dict) -> list[str]:
+    """The vocoders side by side behind the same acoustic models (end to end)."""
+    info = s.get("vocoders") or {}
+    if len(info) < 2:
+        return []
+    lines = ["", "### Vocoders: the registered one vs the small ones, behind the same acoustic models", "",
+             "| vocoder | trained on | parameters | steps | train s (device) | acoustic model | MCD-DTW dB | "
+             "F0 RMSE Hz | V/UV % | PER % | RTF e2e |", "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|"]
+    acoustic = sorted({r["acoustic"] for r in s["rows"] if r["vocoder"] != "vocoder"},
+                      key=lambda a: [r["acoustic"] for r in s["rows"]].index(a))
+    for vname, v in info.items():
+        for r in (r for r in s["rows"] if r["vocoder"] == vname and r["acoustic"] in acoustic):
+            lines.append(f"| {vname} | {v['trained_on']} | {v['parameters']:,} | {v.get('steps') or '?'} | "
+                         f"{harness.fmt(v.get('train_seconds'), 0)} ({v.get('train_device') or '?'}) | {r['acoustic']} | "
+                         f"{r['mcd_dtw_db']:.2f} | {r['f0_rmse_hz']:.1f} | {100 * r['vuv_error']:.1f} | "
+                         f"{100 * r['per']:.1f} | {r['rtf_end_to_end']:.4f} |")
+    return lines
 
 
 def vocoder_parameters(vocoder) -> int:
@@ -396,7 +500,7 @@ def students_markdown(s: dict) -> list[str]:
     lines.append(f"| Nix-TTS (reported, vs VITS) | | | {1 - n['parameter_reduction'][1]:.0%}-"
                  f"{1 - n['parameter_reduction'][0]:.0%} | | | | | | {n['cpu_speedup'][0]:g}-{n['cpu_speedup'][1]:g}x "
                  f"| | | | | | |")
-    return lines
+    return lines + ablation_markdown(s) + vocoders_markdown(s)
 
 
 def carried_over(json_path, parts: list[str]) -> dict:
@@ -475,10 +579,14 @@ def main(argv=None):
     parser.add_argument("--part", choices=PARTS, action="append", default=None,
                         help="which part to run (repeatable; default: all)")
     parser.add_argument("--student", action="append", default=[], metavar="NAME=PATH",
-                        help="students part: a student checkpoint (repeatable; default: the registered student_*)")
+                        help="students part: a student checkpoint besides the registered student_* (repeatable)")
     parser.add_argument("--per-speaker", type=int, default=None, help="students part: test sentences per speaker")
-    parser.add_argument("--with-vocoder", default=None, metavar="NAME",
-                        help="students part: also pair each student with this registered vocoder (vocoder_small)")
+    parser.add_argument("--with-vocoder", action="append", default=[], metavar="NAME[=PATH]",
+                        help="students part: also pair the students with this vocoder (registered NAME, e.g. "
+                             "vocoder_small, or NAME=PATH; repeatable)")
+    parser.add_argument("--pair", action="append", default=[], metavar="NAME",
+                        help="students part: pair only these models with --with-vocoder (repeatable; default all "
+                             "students)")
     args, run = harness.start("distill", parser, argv)
     parts = args.part or list(PARTS)
     results = carried_over(run.paths[0], parts)
@@ -487,7 +595,8 @@ def main(argv=None):
     if "export" in parts:
         results["export"] = export(args.mode)
     if "students" in parts:
-        results["students"] = students(args.mode, args.student, args.per_speaker, with_vocoder=args.with_vocoder)
+        results["students"] = students(args.mode, args.student, args.per_speaker, with_vocoder=args.with_vocoder,
+                                       pair=args.pair)
     results["summary"] = {p: results[p]["summary"] for p in PARTS if p in results}
     return run.write(results, to_markdown)
 

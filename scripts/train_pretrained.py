@@ -56,17 +56,29 @@ for _speaker in HMM_SPEAKERS:
 # Distilled students of fastspeech_teacher (ttslab.train.distill_fastspeech; the teacher must be registered
 # first). "student_<size>" is the method the students benchmark (benchmarks/distill.py --part students)
 # found best; "student_<size>_scratch" is the same size without a teacher, the baseline of notebook 08.
-STUDENT_STEPS = "2000"  # what the registered students were trained with (on a GPU; ~30-45 min on one CPU thread)
-for _size, _method, _suffix in (("small", "kd", ""), ("small", "scratch", "_scratch")):
+# (size, method, name suffix, steps): the small ones 2000 steps on a GPU (~15-30 min on one CPU thread); the tiny
+# ones 1000 steps on one CPU thread (what a session without a GPU could afford), by sequence-level KD, the method
+# that costs no teacher forward per step (output/feature KD runs the 5.9 M teacher at every step, as slow as a small
+# student's whole step on a CPU).
+STUDENTS = (("small", "kd", "", "2000"), ("small", "scratch", "_scratch", "2000"),
+            ("tiny", "sequence", "", "1000"), ("tiny", "scratch", "_scratch", "1000"))
+for _size, _method, _suffix, _steps in STUDENTS:
     RECIPES[f"student_{_size}{_suffix}"] = (
         "fastspeech", "ttslab.train.distill_fastspeech",
-        ["--mode", "full", "--size", _size, "--method", _method, "--steps", STUDENT_STEPS,
+        ["--mode", "full", "--size", _size, "--method", _method, "--steps", _steps,
          "--out", "{build}/student_%s%s.pt" % (_size, _suffix)],
         f"student_{_size}{_suffix}.pt", f"student_{_size}{_suffix}.pt.log.json")
 # The compressed vocoder for the embedded student (VocoderConfig.small, 0.2 M parameters), same recipe.
 RECIPES["vocoder_small"] = ("vocoder", "ttslab.train.vocoder",
                             ["--mode", "full", "--size", "small", "--steps", "3000", "--out", "{build}/vocoder_small.pt"],
                             "vocoder_small.pt", "vocoder_small.json")
+# The same small vocoder distilled from the registered one: trained on fastspeech_teacher's generated mels with the
+# registered vocoder's audio of them as the target (ttslab.train.vocoder --teacher-vocoder; both must be registered).
+RECIPES["vocoder_small_distilled"] = ("vocoder", "ttslab.train.vocoder",
+                                      ["--mode", "full", "--size", "small", "--steps", "3000", "--teacher-vocoder",
+                                       "vocoder", "--teacher-acoustic", "fastspeech_teacher",
+                                       "--out", "{build}/vocoder_small_distilled.pt"],
+                                      "vocoder_small_distilled.pt", "vocoder_small_distilled.json")
 
 
 def command(name: str, build: Path, threads: int) -> list[str]:

@@ -172,3 +172,29 @@ def test_benchmark_goal_columns_by_hand_and_the_table_has_the_anchor_row(tmp_pat
     assert "Nix-TTS (reported, vs VITS) | | | 11%-18% |" in text and "3-3.3x" in text
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         bench.student_checkpoints("ci", [f"x={tmp_path / 'missing.pt'}"], tmp_path)
+
+
+def test_ablation_table_compares_each_method_with_the_scratch_student_of_its_size_and_steps():
+    bench = load_benchmark()
+    base = {"vocoder": "vocoder", "f0_rmse_hz": 20.0, "vuv_error": 0.10, "train_seconds": 60.0,
+            "train_device": "CPU (x86_64)", "best_valid": 1.0}
+    rows = [{**base, "model": "teacher", "method": "teacher", "size": "teacher", "steps": 5000, "parameters": 6_000_000,
+             "mcd_dtw_db": 5.0, "per": 0.01},
+            {**base, "model": "s_scratch", "method": "scratch", "size": "small", "steps": 2000, "parameters": 900_000,
+             "mcd_dtw_db": 6.0, "per": 0.05},
+            {**base, "model": "s_kd", "method": "kd", "size": "small", "steps": 2000, "parameters": 900_000,
+             "mcd_dtw_db": 5.75, "per": 0.04, "f0_rmse_hz": 22.5},
+            {**base, "model": "s_seq_short", "method": "sequence", "size": "small", "steps": 500,
+             "parameters": 900_000, "mcd_dtw_db": 6.5, "per": 0.06},
+            {**base, "model": "s_kd + small", "vocoder": "vocoder_small", "method": "kd", "size": "small",
+             "steps": 2000, "parameters": 900_000, "mcd_dtw_db": 9.0, "per": 0.5},
+            {**base, "model": "t_scratch", "method": "scratch", "size": "tiny", "steps": 2000, "parameters": 50_000,
+             "mcd_dtw_db": 8.0, "per": 0.20}]
+    lines = bench.ablation_markdown({"rows": rows})
+    body = [ln for ln in lines if ln.startswith("| small") or ln.startswith("| tiny")]
+    # bigger models first, then (a) scratch, (b) sequence, (c) kd; the row with another vocoder is not here
+    assert [ln.split(" | ")[1] for ln in body] == ["scratch", "sequence", "kd", "scratch"]
+    kd = body[2]
+    assert "5.75 (-0.25)" in kd and "22.5 (+2.5)" in kd and "4.0 (-1.0)" in kd  # by hand: kd - scratch
+    assert "(" not in body[1].split(" | ")[4]  # 500 steps: not compared with the 2000-step scratch student
+    assert "9.00" not in "\n".join(lines)

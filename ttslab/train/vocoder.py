@@ -22,9 +22,23 @@ Loss (no discriminator; :func:`vocoder_loss`), between the generated audio ``y``
   window sizes see); measured, the direct phase supervision is worth ~1 dB of MCD at equal steps
   (see :mod:`ttslab.vocoders.neural`).
 
-Command (the shipped checkpoint; ~15 min on one thread)::
+Distillation (issue 10; ``--teacher-vocoder``): the same loss, but the pairs are the *teacher's*, not
+the recordings' (sequence-level knowledge distillation, :func:`teacher_pairs`). The input is the log-mel a
+trained acoustic model generates from the utterance's phones (its own durations, as at synthesis) and
+the target is what the teacher vocoder makes of that mel::
+
+    mel   <- acoustic.infer(phones, speaker)["mel"]          (80, F)   what the vocoder will be fed
+    audio <- teacher_vocoder.vocode(mel)                     (F * 256,)
+
+So the student learns the teacher's mapping on generated (smoothed) mels, the inputs it meets end to
+end, instead of recorded ones (the train/test mismatch HiFi-GAN fine-tunes away on ground-truth-aligned
+mels), and its targets are outputs a vocoder can reach. Validation uses the same kind of pairs.
+
+Commands (the shipped checkpoints; ~15 min on one thread for the full vocoder)::
 
     python -m ttslab.train.vocoder --mode full --out /tmp/ckpt/vocoder_full.pt
+    python -m ttslab.train.vocoder --mode full --size small --steps 3000 --teacher-vocoder vocoder \
+        --teacher-acoustic fastspeech_teacher --out /tmp/ckpt/vocoder_small_distilled.pt
 
 writes the checkpoint (fp16), its ``.sha256`` and ``vocoder_full.json`` (configs, history, seconds,
 threads) next to it.
@@ -35,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -202,6 +217,36 @@ def collate_segments(items: list[dict]) -> dict:
             "audio": torch.from_numpy(np.stack([it["audio"] for it in items]))}
 
 
+@dataclass(frozen=True)
+class VocoderTeacher:
+    """What a distilled vocoder learns from (module docstring): ``acoustic`` (a FastSpeech) generates the
+    input mels, ``vocoder`` (a trained :class:`NeuralVocoder`) turns them into the target audio."""
+
+    acoustic: torch.nn.Module
+    vocoder: NeuralVocoder
+
+
+@torch.no_grad()
+def teacher_pairs(utterances: Sequence, teacher: VocoderTeacher,
+                  progress: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(generated log-mel (80, F), teacher audio (F * 256,))`` per utterance (objects with ``.speaker``
+    and phone labels): the pairs of vocoder distillation, in the format of :func:`analyse`."""
+    from tqdm.auto import tqdm
+
+    from ttslab.models.fastspeech import utterance_inputs
+
+    unknown = sorted({u.speaker for u in utterances} - set(teacher.acoustic.speakers))
+    if unknown:
+        raise ValueError(f"the teacher acoustic model does not know the speakers {unknown}; "
+                         f"train on utterances of {list(teacher.acoustic.speakers)}")
+    out = []
+    for utt in tqdm(utterances, desc="teacher pairs", disable=not progress):
+        mel = teacher.acoustic.infer(utterance_inputs(utt), utt.speaker)["mel"].T.float().numpy()
+        audio = teacher.vocoder.vocode(mel, length=mel.shape[1] * HOP)
+        out.append((np.ascontiguousarray(mel, dtype=np.float32), audio.astype(np.float32)))
+    return out
+
+
 def split_utterances(utterances: Sequence, data: DataConfig) -> tuple[list, list]:
     """``(train, valid)``: per speaker, the first ``valid_per_speaker`` (by id) for validation, then
     up to ``utterances_per_speaker`` for training."""
@@ -236,9 +281,12 @@ def default_train_config(mode: str = "full") -> tuple[TrainConfig, DataConfig]:
 def train_vocoder(utterances: Sequence, config: VocoderConfig | None = None,
                   train_config: TrainConfig | None = None, data_config: DataConfig | None = None, *,
                   ckpt_dir: str | Path | None = None, progress: bool = True,
-                  device: str | torch.device = "auto") -> tuple[NeuralVocoder, History]:
+                  device: str | torch.device = "auto",
+                  teacher: VocoderTeacher | None = None) -> tuple[NeuralVocoder, History]:
     """Train a :class:`NeuralVocoder` on ``utterances`` (objects with ``.id .speaker .load_audio()``)
-    on ``device`` (default ``"auto"``: the GPU when there is one; :mod:`ttslab.device`).
+    on ``device`` (default ``"auto"``: the GPU when there is one; :mod:`ttslab.device`). With
+    ``teacher`` it is distilled: trained and validated on :func:`teacher_pairs` instead of the recordings
+    (the teacher runs on the CPU, once, before training).
 
     Returns the model with the best validation weights (eval mode, on ``device``) and the training history.
     """
@@ -248,12 +296,16 @@ def train_vocoder(utterances: Sequence, config: VocoderConfig | None = None,
     train_config, data_config = train_config or default_train, data_config or default_data
     train_utts, valid_utts = split_utterances(list(utterances), data_config)
     seg = data_config.segment_frames
-    train_items = segment_items(analyse(train_utts, progress), seg, data_config.stride)
+    if teacher is not None:
+        pairs = lambda utts: teacher_pairs(utts, teacher, progress)  # noqa: E731
+    else:
+        pairs = lambda utts: analyse(utts, progress)  # noqa: E731
+    train_items = segment_items(pairs(train_utts), seg, data_config.stride)
     train_batches = Batches(train_items, train_config.batch_size, collate_segments, seed=train_config.seed,
                             drop_last=True)
     valid_batches = None
     if valid_utts:  # non-overlapping validation segments
-        valid_items = segment_items(analyse(valid_utts, progress), seg, seg)
+        valid_items = segment_items(pairs(valid_utts), seg, seg)
         valid_batches = Batches(valid_items, train_config.batch_size, collate_segments, shuffle=False)
     seed_everything(train_config.seed)
     model = NeuralVocoder(config)
@@ -266,6 +318,25 @@ def train_vocoder(utterances: Sequence, config: VocoderConfig | None = None,
     return model, history
 
 
+def load_teacher(vocoder: str, acoustic: str) -> VocoderTeacher:
+    """The teacher pair on the CPU from registered names (``ttslab.pretrained``) or checkpoint paths."""
+    from ttslab import pretrained
+    from ttslab.models.fastspeech import FastSpeech
+
+    def load(name: str, cls):
+        if Path(name).is_file():
+            return cls.from_checkpoint(name)
+        if name not in pretrained.available():
+            raise ValueError(f"{name!r} is neither a checkpoint file nor a registered model "
+                             f"({', '.join(pretrained.available())})")
+        model = pretrained.load(name)
+        if not isinstance(model, cls):
+            raise ValueError(f"{name!r} is a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    return VocoderTeacher(acoustic=load(acoustic, FastSpeech).eval(), vocoder=load(vocoder, NeuralVocoder).eval())
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description="Train the neural vocoder on the built-in corpus.")
     parser.add_argument("--mode", choices=("ci", "full"), default=None, help="default: TTSLAB_CI")
@@ -275,9 +346,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--size", choices=("full", "small"), default="full",
                         help="full: the shipped vocoder; small: the compressed one for embedded use (full mode)")
     parser.add_argument("--device", default="auto", help="auto (GPU if any, else CPU), cpu, cuda or cuda:N")
+    parser.add_argument("--teacher-vocoder", default=None, metavar="NAME_OR_PATH",
+                        help="distil: train on this vocoder's audio from generated mels (a registered name, e.g. "
+                             "vocoder, or a checkpoint); default: train on the recordings")
+    parser.add_argument("--teacher-acoustic", default="fastspeech_teacher", metavar="NAME_OR_PATH",
+                        help="with --teacher-vocoder: the acoustic model that generates the input mels")
     args = parser.parse_args(argv)
 
     from ttslab.config import mode as default_mode
+    from ttslab.config import thread_limit
     from ttslab.data import load_builtin
     from ttslab.io import atomic_write_json
 
@@ -290,15 +367,25 @@ def main(argv: list[str] | None = None) -> Path:
     utterances = [u for u in load_builtin(mode).filter(split="train", language="en")
                   if not is_adaptation(u.speaker)]  # the adaptation speakers stay unheard
     t0, cpu0 = time.perf_counter(), time.process_time()
-    model, history = train_vocoder(utterances, config, train_config, data_config,
-                                   ckpt_dir=args.out.parent / (args.out.stem + "_run"), device=args.device)
+    teacher = load_teacher(args.teacher_vocoder, args.teacher_acoustic) if args.teacher_vocoder else None
+    with thread_limit(args.threads):  # the teacher's pairs too, not only fit(), on the budget's threads
+        model, history = train_vocoder(utterances, config, train_config, data_config,
+                                       ckpt_dir=args.out.parent / (args.out.stem + "_run"), device=args.device,
+                                       teacher=teacher)
+        threads = torch.get_num_threads()  # what the run used (the caller's setting comes back on exit)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     log = {"mode": mode, "size": args.size, "model_config": asdict(config), "train_config": train_config.to_dict(),
            "data_config": asdict(data_config), "parameters": model.num_parameters(),
            "seconds_total": seconds, "seconds_training": history.seconds, "cpu_seconds_total": cpu_seconds,
-           "load_average_1min_at_end": os.getloadavg()[0], "threads": torch.get_num_threads(),
+           "load_average_1min_at_end": os.getloadavg()[0], "threads": threads,
            "torch": torch.__version__, "device": str(next(model.parameters()).device),
-           "history": history.to_dict()}
+           "device_name": (torch.cuda.get_device_name(next(model.parameters()).device)
+                           if next(model.parameters()).is_cuda else f"CPU ({platform.machine()})"),
+           "history": history.to_dict(),
+           "command": "python -m ttslab.train.vocoder " + " ".join(sys.argv[1:] if argv is None else argv),
+           "teacher": ({"vocoder": args.teacher_vocoder, "acoustic": args.teacher_acoustic,
+                        "vocoder_parameters": teacher.vocoder.num_parameters(),
+                        "acoustic_parameters": teacher.acoustic.num_parameters()} if teacher else None)}
     digest = model.save(args.out, half=True, extra={"train_mode": mode, "steps": history.steps_done,
                                                      "best_step": history.best_step or -1})
     log["sha256"] = digest
