@@ -291,6 +291,7 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
 
     from ttslab import pretrained
     from ttslab.data import load_builtin
+    from ttslab.dsp.f0 import f0_pyin
     from ttslab.dsp.world import world_analysis
     from ttslab.metrics import corpus_phone_error_rate
     from ttslab.models.fastspeech import FastSpeech, utterance_inputs
@@ -344,10 +345,12 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
         rss = {name: peak_rss_mb(str(found[name][0]), inputs[:n_rss], [u.speaker for u in utts[:n_rss]],
                                  vocoders[name][0]) for name in models}
     refs = [world_analysis(u.load_audio(), u.sample_rate) for u in utts]
+    ref_f0 = [f0_pyin(u.load_audio(), u.sample_rate) for u in utts]  # F0 as deep_tts.py measures it (pYIN)
     rows = []
     for name, m in models.items():
-        scores = [compare_analyses(ref, world_analysis(y, u.sample_rate), same_timing=False)
-                  for ref, y, u in zip(refs, audio[name], utts)]
+        scores = [compare_analyses(ref, world_analysis(y, u.sample_rate), same_timing=False,
+                                   f0_tracks={"pyin": (f0, f0_pyin(y, u.sample_rate))})
+                  for ref, f0, y, u in zip(refs, ref_f0, audio[name], utts)]
         hyps = [judge.transcribe(y) for y in audio[name]]
         log = found[name][1]
         acoustic = name.split(" + ")[0]
@@ -356,8 +359,9 @@ def students(mode: str, specs: list[str], per_speaker: int | None = None, repeat
                      "vocoder": vocoders[name][0].partition("=")[0], "acoustic": acoustic,
                      "parameters_end_to_end": m.num_parameters() + vocoder_parameters(vocoders[name][1]),
                      "mcd_dtw_db": harness.finite_mean(s["mcd_dtw_db"] for s in scores),
-                     "f0_rmse_hz": harness.finite_mean(s.get("f0_rmse_hz") for s in scores),
-                     "vuv_error": harness.finite_mean(s.get("vuv_error") for s in scores),
+                     "f0_rmse_hz": harness.finite_mean(s.get("f0_rmse_hz_pyin") for s in scores),
+                     "vuv_error": harness.finite_mean(s.get("vuv_error_pyin") for s in scores),
+                     "f0_rmse_hz_harvest": harness.finite_mean(s.get("f0_rmse_hz") for s in scores),
                      "per": corpus_phone_error_rate([list(u.phones) for u in utts], hyps),
                      "rtf_acoustic": timing[name]["acoustic"] / timing[name]["audio"],
                      "rtf_end_to_end": timing[name]["total"] / timing[name]["audio"],
@@ -471,7 +475,7 @@ def students_markdown(s: dict) -> list[str]:
     yes = lambda ok: "pass" if ok else "FAIL"  # noqa: E731
     lines = ["", "## TTS students vs the teacher, end to end (acoustic model + a registered neural vocoder)", "",
              f"{s['sentences']} held-out test sentences (speakers {', '.join(s['speakers'])}), each model's own "
-             f"durations. MCD-DTW, F0 RMSE, V/UV from WORLD analyses against the recording "
+             f"durations. MCD-DTW from WORLD analyses, F0 RMSE and V/UV from pYIN tracks, against the recording "
              f"(ttslab.vocoders.evaluate.compare_analyses, as benchmarks/deep_tts.py); PER: the shipped judge. "
              f"RTF: compute seconds per second of speech on ONE thread, phones -> audio, models run side by side "
              f"(best of {s['repeats']} per sentence); 'acoustic' leaves out the vocoder "
