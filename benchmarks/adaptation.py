@@ -146,7 +146,8 @@ def to_markdown(results: dict) -> str:
     text = (f"# Speaker adaptation benchmark, `{meta['mode']}` mode\n\nTeacher: {meta['teacher']}; new speakers "
             f"{', '.join(r['speaker'] for r in results['speakers'])}; {meta['steps']} Adam steps of up to "
             f"{meta['batch_size']} utterances per run, one torch thread; scored on held-out test sentences through "
-            f"the neural vocoder (F0 RMSE: pYIN tracks; WORLD analyses for MCD: {meta['f0']}). k = 0 is the nearest source speaker's row.\n")
+            f"the neural vocoder (F0 RMSE: pYIN tracks; WORLD analyses for MCD: {meta['f0']}). "
+            "k = 0 is the nearest source speaker's row.\n")
     for res in results["speakers"]:
         text += (f"\n## {res['speaker']} ({res['n_test']} test sentences; nearest source speaker: {res['nearest']})\n\n"
                  "| method | k | trainable parameters | MCD-DTW (dB) | F0 RMSE (Hz) | PER (%) | adaptation (s, 1 thread) "

@@ -117,7 +117,8 @@ def to_markdown(results: dict) -> str:
             f"(batches of {meta['train_config']['batch_size']}, lr {meta['train_config']['lr']}) on the first k "
             f"training utterances of the target speaker; tested on {meta['test_per_speaker']} held-out sentences "
             "each, audio through the shipped neural vocoder. MCD-DTW from WORLD analyses (Harvest), F0 RMSE "
-            "(DTW path) / V/UV from pYIN tracks (as deep_tts.py, whose docstring says why not Harvest). PER: the judge fine-tuned on every language's train recordings "
+            "(DTW path) / V/UV from pYIN tracks (as deep_tts.py, whose docstring says why not Harvest). "
+            "PER: the judge fine-tuned on every language's train recordings "
             f"({meta['judge_steps']} steps from the English judge); the English-only judge's PER on the same "
             f"recordings is {', '.join(f'{s} {100 * v:.1f} %' for s, v in meta['english_judge_per'].items())} "
             f"(after adaptation: {', '.join(f'{s} {100 * v:.1f} %' for s, v in meta['judge_per'].items())}).\n\n")

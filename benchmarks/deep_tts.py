@@ -243,7 +243,8 @@ def to_markdown(results: dict) -> str:
     for name in SYSTEMS:
         s, f = summary[name], facts[name]
         params = "n/a" if f["parameters"] is None else (f"{f['parameters'] / 1e6:.2f} M" if f["parameters"] else "0")
-        text += (f"| {LABELS[name]} | {harness.fmt(s.get('mcd_dtw_db'), 2)} | {harness.fmt(s.get('f0_rmse_hz_pyin'), 1)} | "
+        text += (f"| {LABELS[name]} | {harness.fmt(s.get('mcd_dtw_db'), 2)} | "
+                 f"{harness.fmt(s.get('f0_rmse_hz_pyin'), 1)} | "
                  f"{harness.fmt(s.get('vuv_error_pyin'), 1, 100)} | {harness.fmt(s.get('f0_rmse_hz'), 1)} | "
                  f"{harness.fmt(s.get('vuv_error'), 1, 100)} | {harness.fmt(s['per'], 1, 100)} | {params} | "
                  f"{harness.fmt(f['train_minutes'], 1)} | {harness.fmt(s.get('rtf_1_thread'), 3)} |\n")
