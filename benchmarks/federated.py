@@ -4,13 +4,15 @@ failures, personalization, and the memory of 1000 lazy simulated clients.
 Runs :func:`ttslab.train.federated_fastspeech.run_all` (sizes: its ``SETTINGS[mode]``; full mode: the
 tiny FastSpeech, 10 English speakers as 10 one-speaker clients, 8 rounds x 4 clients x 8 local steps,
 the same 256 optimizer steps for the centralized run; centralized, FedAvg and FedProx also at 32
-rounds, 1024 steps each, and FedAvg at 32 rounds on 2 clients x 16 and 1 client x 32 local steps
-per round; 3 held-out sentences per speaker) and, in a fresh process each, the
+rounds, 1024 steps each, centralized, FedAvg and FedAvg on IID clients at 128 rounds (4096 steps),
+FedAvg at 32 rounds on 2 clients x 16 and 1 client x 32 local steps per round and on all 10 clients,
+centralized and FedAvg at lr 8e-3; 3 held-out sentences per speaker) and, in a fresh process each, the
 simulator's peak RSS with ``--clients`` lazy clients of the small FastSpeech (:func:`memory_probe`).
-Every gap is to the centralized run with the same number of steps.
+Every gap is to the centralized run with the same number of steps, and to the one with as many steps
+as each federated client took one after another.
 
     python benchmarks/federated.py --mode ci
-    python benchmarks/federated.py --mode full              # ~25 min of one core
+    python benchmarks/federated.py --mode full              # ~35 min of one core
 
 Results: ``benchmarks/results/federated_<mode>.json`` and ``.md``.
 """
@@ -54,39 +56,56 @@ def to_markdown(results: dict) -> str:
     e = results["experiments"]
     steps = cfg["rounds"] * cfg["clients_per_round"] * cfg["local_steps"]
     long_rounds = e["strategies"].get("long_rounds", cfg["rounds"])
+    longest = e["strategies"].get("longest_rounds") or 0
+    rows, summary = e["strategies"]["rows"], results["summary"]
     lines = ["# Federated FastSpeech: centralized against FedAvg, FedProx and FedAsync", "",
              f"FastSpeech `{cfg['size']}` ({e['parameters']:,} parameters), {len(cfg['speakers'])} speakers, one "
              f"speaker per client (non-IID), {cfg['rounds']} rounds x {cfg['clients_per_round']} clients x "
              f"{cfg['local_steps']} local steps (batch {cfg['batch_size']}, AdamW lr {cfg['lr']}); centralized: "
-             f"the same {steps} steps on all the data; centralized, FedAvg and FedProx continued to {long_rounds} "
-             f"rounds ({long_rounds * steps // cfg['rounds']} steps each; the {cfg['rounds']}-round rows are the "
-             f"same runs at round {cfg['rounds']}), and FedAvg for {long_rounds} rounds with the same steps per "
-             "round on fewer clients (m x s: m clients per round, s local steps each). "
-             f"Held-out: {cfg['test_per_speaker']} test sentence(s) per "
-             "speaker; mel = held-out mel L1 (normalised); MCD-DTW and PER through the shipped neural vocoder "
-             "and judge; the gap is to the centralized row with the same steps.", "",
-             "| system | rounds | client steps | mel L1 | MCD-DTW dB | gap to centralized dB | PER % | bytes "
-             "communicated |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    summary = results["summary"]
-    for name, r in e["strategies"]["rows"].items():
-        gap = summary[name]["mcd_gap_db"]
-        lines.append(f"| {name} | {r.get('rounds', '')} | {r['steps']} | {r['final_mel']:.3f} | "
-                     f"{fmt(r.get('mcd_dtw_db'))} | {fmt(gap)} | "
-                     f"{fmt(r.get('per'), 1, 100)} | {r['bytes_total']:,} |")
+             f"the same {steps} steps on all the data, {cfg['clients_per_round'] * cfg['local_steps']} per round; "
+             f"centralized, FedAvg and FedProx continued to {long_rounds} rounds, centralized, FedAvg and FedAvg on "
+             f"IID clients to {longest or long_rounds} (rows with more rounds are the same runs, continued); "
+             "m x s: m clients per round, s local steps each. Held-out: "
+             f"{cfg['test_per_speaker']} test sentence(s) per speaker; mel = held-out mel L1 (normalised); MCD-DTW "
+             "and PER through the shipped neural vocoder and judge. *Steps*: optimizer steps in all; *sequential*: "
+             "steps one after another (a federated round's clients train side by side). Two gaps: to the "
+             "centralized run with the same steps, and to the one whose steps equal this row's sequential steps "
+             "(n/a: no such centralized run).", "",
+             "| system | rounds | steps | sequential | mel L1 | MCD-DTW dB | gap, same steps dB | gap, same "
+             "sequential steps dB | PER % | bytes communicated |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r.get('rounds', '')} | {r['steps']} | {r.get('sequential_steps', '')} | "
+                     f"{r['final_mel']:.3f} | {fmt(r.get('mcd_dtw_db'))} | {fmt(summary[name]['mcd_gap_db'])} | "
+                     f"{fmt(summary[name].get('mcd_gap_sequential_db'))} | {fmt(r.get('per'), 1, 100)} | "
+                     f"{r['bytes_total']:,} |")
     lines += ["", "Held-out mel L1 against rounds and cumulative bytes:", "",
               "| round | " + " | ".join(MAIN) + " | bytes (FedAvg) |", "|---:|" + "---:|" * (len(MAIN) + 1)]
-    curves = {n: e["strategies"]["rows"][n]["curve"] for n in MAIN}
+    curves = {n: rows[n]["curve"] for n in MAIN}
     for i, point in enumerate(curves["fedavg"]):
         vals = " | ".join(f"{curves[n][i]['mel']:.3f}" if i < len(curves[n]) else "" for n in curves)
         lines.append(f"| {point['round']} | {vals} | {point['bytes']:,} |")
-    longs = [n for n in e["strategies"]["rows"] if n.endswith(f", {long_rounds} rounds")]
-    if longs:
-        lines += ["", f"The {long_rounds}-round runs (held-out mel L1 every 4 rounds):", "",
-                  "| round | " + " | ".join(longs) + " |", "|---:|" + "---:|" * len(longs)]
-        curves = {n: {p["round"]: p["mel"] for p in e["strategies"]["rows"][n]["curve"]} for n in longs}
-        for t in range(0, long_rounds + 1, 4):
-            lines.append(f"| {t} | " + " | ".join(f"{curves[n][t]:.3f}" if t in curves[n] else "" for n in longs)
-                         + " |")
+    for budget in (long_rounds, longest):
+        every = max(1, budget // 8)
+        names = [n for n in rows if n.endswith(f", {budget} rounds")] if budget > cfg["rounds"] else []
+        if not names:
+            continue
+        lines += ["", f"The {budget}-round runs (held-out mel L1 every {every} rounds):", "",
+                  "| round | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+        by_round = {n: {p["round"]: p["mel"] for p in rows[n]["curve"]} for n in names}
+        for t in range(0, budget + 1, every):
+            lines.append(f"| {t} | " + " | ".join(f"{by_round[n][t]:.3f}" if t in by_round[n] else ""
+                                                   for n in names) + " |")
+    law = [n for n in rows if not n.startswith("centralized") and summary[n].get("versus_sequential")]
+    if law:
+        lines += ["", "## Averaging K clients makes the progress of one", "",
+                  "Each federated row against the centralized run with as many steps as each of its clients took "
+                  "one after another:", "",
+                  "| system | sequential steps | mel L1 | centralized, same sequential steps | mel L1 | MCD gap dB |",
+                  "|---|---:|---:|---|---:|---:|"]
+        for n in law:
+            ref = summary[n]["versus_sequential"]
+            lines.append(f"| {n} | {rows[n]['sequential_steps']} | {rows[n]['final_mel']:.3f} | {ref} | "
+                         f"{rows[ref]['final_mel']:.3f} | {fmt(summary[n].get('mcd_gap_sequential_db'))} |")
     lines += ["", f"## Non-IID-ness: FedAvg on Dirichlet partitions ({e['alpha_sweep']['rounds']} rounds)", "",
               "| alpha | non-IID index | TV distance | mel L1 |", "|---|---:|---:|---:|"]
     for r in e["alpha_sweep"]["rows"]:
@@ -120,24 +139,23 @@ def to_markdown(results: dict) -> str:
 
 
 def verdict(experiments: dict, summary: dict, mode: str) -> str:
-    """The goal's verdict at each budget: FedAvg's and FedProx's MCD gap to centralized with equal steps."""
+    """The goal's verdict at each budget: the best non-IID FedAvg / FedProx row's MCD gap to centralized
+    with equal total steps (rows at the default learning rate with such a centralized run)."""
     rows = experiments["strategies"]["rows"]
     if "mcd_dtw_db" not in rows["centralized"]:
         return "MCD not measured (--no-voices)."
     cfg = experiments["config"]
-    long_rounds = experiments["strategies"].get("long_rounds", cfg["rounds"])
     parts = []
-    for rounds, suffix in ((cfg["rounds"], ""), (long_rounds, f", {long_rounds} rounds")):
-        names = [n + suffix for n in ("fedavg", "fedprox") if n + suffix in rows]
-        if suffix:   # FedAvg with fewer clients x more local steps at the same budget
-            names += [n for n in rows if n.startswith("fedavg, ") and n.endswith(suffix) and n not in names]
-        if not names or (suffix and long_rounds == cfg["rounds"]):
+    for rounds in sorted({r["rounds"] for r in rows.values()}):
+        gaps = {n: summary[n]["mcd_gap_db"] for n, r in rows.items()
+                if r["rounds"] == rounds and n.startswith(("fedavg", "fedprox")) and not n.startswith("fedavgm")
+                and "IID" not in n
+                and r["lr"] == cfg["lr"] and summary[n]["mcd_gap_db"] is not None}
+        if not gaps:
             continue
-        gaps = {n: summary[n]["mcd_gap_db"] for n in names}
         best = min(gaps, key=gaps.get)
-        steps = rows[best]["steps"]
-        parts.append(f"at {rounds} rounds ({steps} steps each) {'met' if gaps[best] <= 0.3 else 'NOT met'}: "
-                     + ", ".join(f"{n} {g:+.2f} dB" for n, g in gaps.items()))
+        parts.append(f"at {rounds} rounds ({rows[best]['steps']} steps each) {'met' if gaps[best] <= 0.3 else 'NOT met'}"
+                     ": " + ", ".join(f"{n} {g:+.2f} dB" for n, g in gaps.items()))
     caveat = " CI mode: a smoke-size run (a few steps), not evidence either way." if mode == "ci" else ""
     return ("Goal (non-IID FedAvg or FedProx within 0.3 dB MCD of centralized with the same steps): "
             + "; ".join(parts) + f"; on {len(cfg['speakers']) * cfg['test_per_speaker']} held-out sentences, one "

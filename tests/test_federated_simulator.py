@@ -383,25 +383,50 @@ def test_a_snapshot_of_a_longer_run_is_the_shorter_run_bit_for_bit(ci_corpus):
     assert max_abs_diff(central_snapshot.weights, run_centralized(fed, 1).weights) == 0.0
     with pytest.raises(ValueError, match="never reached round 3"):
         Snapshot(fed, 3).result(long)
+    both = Snapshot(fed, 1, 2)   # several rounds from one run
+    longer = run_strategy(fed, FedAvg(), clients, sim_config=fed.config.sim_config(rounds=3), evaluate_fn=both)
+    assert max_abs_diff(both.result(longer, 1).weights, short.weights) == 0.0
+    assert max_abs_diff(both.result(longer, 2).weights, long.weights) == 0.0
+    assert both.result(longer, 2).history == long.history
 
 
 @pytest.mark.slow
 def test_every_experiment_runs_at_toy_size(ci_corpus):
     from ttslab.train.federated_fastspeech import run_all, summary_metrics
 
-    out = run_all(ci_corpus, tiny_settings(alphas=(0.1,), sweep_rounds=1), voices=False)
+    out = run_all(ci_corpus, tiny_settings(alphas=(0.1,), sweep_rounds=1, tuned_lr=3e-3, all_clients=True),
+                  voices=False)
     rows = out["strategies"]["rows"]
-    longs = {"centralized, 2 rounds", "fedavg, 2 rounds", "fedprox, 2 rounds", "fedavg, 1 x 4 local steps, 2 rounds"}
-    assert set(rows) == {"centralized", "fedavg", "fedprox", "fedasync", "fedavg, IID clients",
-                         "fedavgm (server momentum 0.9)"} | longs
-    # the same client steps in each budget: rounds and clients_per_round times more rounds
-    assert {r["steps"] for n, r in rows.items() if n not in longs} == {4}
-    assert {(r["steps"], r["rounds"]) for n, r in rows.items() if n in longs} == {(8, 2)}
+    # 1 round x 2 clients x 2 local steps; long: 2 rounds; longest: 4 rounds
+    short = {"centralized", "fedavg", "fedprox", "fedasync", "fedavg, IID clients", "fedavgm (server momentum 0.9)",
+             "centralized, lr 0.003", "fedavg, lr 0.003"}
+    longs = {"centralized, 2 rounds", "fedavg, 2 rounds", "fedprox, 2 rounds", "fedavg, IID clients, 2 rounds",
+             "fedavg, 1 x 4 local steps, 2 rounds", "fedavg, all 3 x 2 local steps, 2 rounds",
+             "fedavg, all 3 x 2 local steps, IID clients, 2 rounds"}
+    longest = {"centralized, 4 rounds", "fedavg, 4 rounds", "fedavg, IID clients, 4 rounds"}
+    assert set(rows) == short | longs | longest
+    assert list(rows)[: len(short)] == [n for n in rows if n in short]  # ordered by budget
+    steps = {n: (r["rounds"], r["steps"], r["sequential_steps"]) for n, r in rows.items()}
+    assert {steps[n] for n in short if not n.startswith("centralized")} == {(1, 4, 2)}   # 2 clients x 2 steps
+    assert steps["centralized"] == steps["centralized, lr 0.003"] == (1, 4, 4)
+    assert steps["fedavg, 2 rounds"] == (2, 8, 4) and steps["centralized, 2 rounds"] == (2, 8, 8)
+    assert steps["fedavg, 1 x 4 local steps, 2 rounds"] == (2, 8, 8)
+    assert steps["fedavg, all 3 x 2 local steps, 2 rounds"] == (2, 12, 4)
+    assert steps["fedavg, IID clients, 4 rounds"] == (4, 16, 8) and steps["centralized, 4 rounds"] == (4, 16, 16)
+    assert rows["fedavg, lr 0.003"]["lr"] == rows["centralized, lr 0.003"]["lr"] == 3e-3
     summary = summary_metrics(out)
     assert summary["fedavg, 2 rounds"]["versus"] == "centralized, 2 rounds"
     assert summary["fedavg, 2 rounds"]["mel_gap"] == rows["fedavg, 2 rounds"]["final_mel"] - \
         rows["centralized, 2 rounds"]["final_mel"]
     assert summary["fedavg"]["versus"] == summary["fedavg, IID clients"]["versus"] == "centralized"
+    assert summary["fedavg, lr 0.003"]["versus"] == "centralized, lr 0.003"   # the same learning rate
+    # equal sequential steps: 4 rounds x 2 local steps = the centralized run of 2 rounds x 4 steps
+    assert summary["fedavg, IID clients, 4 rounds"]["versus_sequential"] == "centralized, 2 rounds"
+    assert summary["fedavg, IID clients, 4 rounds"]["mel_gap_sequential"] == \
+        rows["fedavg, IID clients, 4 rounds"]["final_mel"] - rows["centralized, 2 rounds"]["final_mel"]
+    assert summary["fedavg, all 3 x 2 local steps, 2 rounds"]["versus"] is None       # no centralized run of 12
+    assert summary["fedavg, all 3 x 2 local steps, 2 rounds"]["versus_sequential"] == "centralized"
+    assert summary["fedavg, lr 0.003"]["versus_sequential"] is None
     one = out["strategies"]["rows"]["fedavg, 1 x 4 local steps, 2 rounds"]   # 1 client x 4 steps per round
     assert one["bytes_total"] * 2 == rows["fedavg, 2 rounds"]["bytes_total"]
     assert [r["alpha"] for r in out["alpha_sweep"]["rows"]] == [0.1, "iid"]

@@ -68,6 +68,9 @@ class ExperimentConfig:
     rounds: int = 10
     long_rounds: int | None = None          # None: rounds * clients_per_round (see compare_strategies)
     long_splits: tuple[int, ...] = (2, 1)   # FedAvg at long_rounds with fewer clients x more local steps
+    longest_rounds: int | None = None       # None: long_rounds * clients_per_round; 0: no third budget
+    tuned_lr: float | None = None           # centralized and FedAvg also at this lr (None: not run)
+    all_clients: bool = False               # FedAvg with every client in every round, at long_rounds
     clients_per_round: int = 4
     local_steps: int = 8
     batch_size: int = 8
@@ -84,6 +87,15 @@ class ExperimentConfig:
         clients_per_round``)."""
         return self.long_rounds if self.long_rounds is not None else self.rounds * self.clients_per_round
 
+    @property
+    def rounds_longest(self) -> int:
+        """The third budget of :func:`compare_strategies` (``longest_rounds``, default ``rounds_long *
+        clients_per_round``; 0: none): where FedAvg's clients have each taken as many sequential steps
+        as the centralized run took by ``rounds_long``."""
+        if self.longest_rounds is not None:
+            return self.longest_rounds
+        return self.rounds_long * self.clients_per_round
+
     def client_config(self, **overrides) -> ClientConfig:
         base = dict(local_steps=self.local_steps, batch_size=self.batch_size, lr=self.lr, seed=self.seed)
         return ClientConfig(**{**base, **overrides})
@@ -94,12 +106,13 @@ class ExperimentConfig:
 
 
 #: Full mode: tiny FastSpeech, 10 speakers, 8 rounds x 4 clients x 8 steps = 256 steps per run;
-#: centralized, FedAvg and FedProx continued to 32 rounds (1024 steps), FedAvg also on 2 x 16 and
-#: 1 x 32 steps per round; 3 held-out sentences per speaker (about 0.1 s a step of 8 on one thread:
-#: ~6700 steps and ~390 synthesized sentences in all, ~20 min on the shared 2-core machine); CI mode:
-#: seconds on the CI corpus.
+#: centralized, FedAvg and FedProx continued to 32 rounds (1024 steps), centralized and FedAvg (and
+#: FedAvg on IID clients) to 128 (4096 steps), FedAvg also on 2 x 16 and 1 x 32 steps per round and
+#: with all 10 clients in every round; centralized and FedAvg also at lr 8e-3; 3 held-out sentences
+#: per speaker (about 0.05 s a step of 8 on one thread: ~22,000 steps and ~500 synthesized sentences
+#: in all, ~35 min on the shared 2-core machine); CI mode: seconds on the CI corpus.
 SETTINGS = {
-    "full": ExperimentConfig(rounds=8, sweep_rounds=4, test_per_speaker=3),
+    "full": ExperimentConfig(rounds=8, sweep_rounds=4, test_per_speaker=3, tuned_lr=8e-3, all_clients=True),
     "ci": ExperimentConfig(speakers=ENGLISH_SPEAKERS[:4], train_per_speaker=12, test_per_speaker=1, rounds=2,
                            clients_per_round=2, local_steps=2, batch_size=4, alphas=(0.1, 100.0), sweep_rounds=2),
 }
@@ -235,89 +248,134 @@ def run_strategy(fed: Federation, strategy: Strategy, clients, *, client_config=
                     sim_config or c.sim_config(), evaluate_fn=evaluate_fn, progress=progress)
 
 
-def run_centralized(fed: Federation, rounds: int | None = None, progress: bool = False, evaluate_fn=None):
-    """The same optimizer steps as ``rounds`` federated rounds, on all the data in one place."""
+def run_centralized(fed: Federation, rounds: int | None = None, progress: bool = False, evaluate_fn=None,
+                    lr: float | None = None):
+    """The same optimizer steps as ``rounds`` federated rounds, on all the data in one place (at the
+    clients' learning rate unless ``lr``)."""
     c = fed.config
     rounds = rounds or c.rounds
-    config = c.client_config(local_steps=c.local_steps * c.clients_per_round)
+    config = c.client_config(local_steps=c.local_steps * c.clients_per_round, lr=lr or c.lr)
     return simulate(fed.model_fn, fed.loss_fn, [fed.pooled()], FedAvg(), config,
                     SimulationConfig(rounds=rounds, clients_per_round=1, seed=c.seed),
                     evaluate_fn=evaluate_fn or fed.evaluate_fn, progress=progress)
 
 
 class Snapshot:
-    """The federation's held-out evaluation that also keeps a copy of the global weights after round
-    ``at``: one long run then gives the short run too. Round ``t``'s randomness depends only on
-    ``(seed, t)`` (:func:`~ttslab.federated.simulate`), so the first ``at`` rounds of a longer run are
-    the ``at``-round run, bit for bit (``tests/test_federated_simulator.py`` checks it)."""
+    """The federation's held-out evaluation that also keeps a copy of the global weights after each
+    round in ``at``: one long run then gives the shorter runs too. Round ``t``'s randomness depends only
+    on ``(seed, t)`` (:func:`~ttslab.federated.simulate`), so the first ``a`` rounds of a longer run
+    are the ``a``-round run, bit for bit (``tests/test_federated_simulator.py`` checks it)."""
 
-    def __init__(self, fed: Federation, at: int):
-        self.fed, self.at, self.weights = fed, at, None
+    def __init__(self, fed: Federation, *at: int):
+        if not at:
+            raise ValueError("Snapshot needs at least one round to keep")
+        self.fed, self.at, self.kept = fed, tuple(at), {}
+
+    @property
+    def weights(self):
+        """The weights kept after the first round of ``at`` (None before it)."""
+        return self.kept.get(self.at[0])
 
     def __call__(self, weights, server_round: int) -> dict[str, float]:
-        if server_round == self.at:
-            self.weights = clone_weights(weights)
+        if server_round in self.at:
+            self.kept[server_round] = clone_weights(weights)
         return self.fed.evaluate_fn(weights, server_round)
 
-    def result(self, long: SimulationResult) -> SimulationResult:
-        """``long`` as it stood after round ``at``: the weights kept then, the history and the bytes
-        up to there (the personal layers are not kept: use it for global-only runs)."""
-        if self.weights is None:
-            raise ValueError(f"the run never reached round {self.at}: nothing was kept")
-        history = [row for row in long.history if row["round"] <= self.at]
+    def result(self, long: SimulationResult, at: int | None = None) -> SimulationResult:
+        """``long`` as it stood after round ``at`` (default: the first of ``at``): the weights kept then,
+        the history and the bytes up to there (the personal layers are not kept: use it for
+        global-only runs)."""
+        at = self.at[0] if at is None else at
+        if at not in self.kept:
+            raise ValueError(f"the run never reached round {at}: nothing was kept")
+        history = [row for row in long.history if row["round"] <= at]
         comm = CommunicationLog()
         for row in history:
             if row["round"] > 0:
                 comm.add(row["round"], up=row.get("bytes_up", 0), down=row.get("bytes_down", 0))
-        return SimulationResult(self.weights, history, {}, comm, long.strategy)
+        return SimulationResult(self.kept[at], history, {}, comm, long.strategy)
 
 
 def compare_strategies(fed: Federation, meter: VoiceMeter | None = None, progress: bool = False) -> dict:
-    """Centralized vs FedAvg, FedProx, FedAsync on one-speaker clients (module docstring) after
-    ``rounds``, two rows that take the gap apart there (FedAvg on IID clients: how much is
-    non-IID-ness? FedAvgM: server momentum 0.9), and centralized, FedAvg and FedProx again after
-    ``long_rounds`` (default ``clients_per_round`` times more): the same total steps for all three, a
-    budget where centralized training has nearly converged. At ``long_rounds`` every client has also
-    taken as many *sequential* steps as the centralized run took by ``rounds`` (averaging K parallel
-    runs of s steps makes about the progress of one run of s steps, not K s). Then FedAvg at
-    ``long_rounds`` with the same steps per round split over fewer clients (``long_splits``: m clients
-    x ``clients_per_round * local_steps / m`` local steps): fewer, longer parallel runs per average."""
+    """Centralized vs FedAvg, FedProx, FedAsync on one-speaker clients (module docstring), every row
+    with its total optimizer steps (``steps``) and the steps its clients took one after another
+    (``sequential_steps``: ``rounds * local_steps``; a centralized run's are all sequential).
+
+    * After ``rounds``: the four systems, and rows that take the gap apart: FedAvg on IID clients (how
+      much is non-IID-ness?), FedAvgM (server momentum 0.9), and, with ``tuned_lr``, centralized and
+      FedAvg at that learning rate (is the gap a learning-rate artefact?).
+    * After ``rounds_long`` (default ``clients_per_round`` times more) and ``rounds_longest`` (that many
+      times more again): the same runs continued (snapshots of one run per system: centralized,
+      FedAvg, FedAvg on IID clients to the longest budget, FedProx to the long one). At each budget
+      every client has taken as many sequential steps as the centralized run took at the budget
+      before: averaging K parallel runs of s steps makes about the progress of one run of s steps,
+      not K s, which :func:`summary_metrics` measures against the centralized row with the same
+      sequential steps.
+    * FedAvg at ``rounds_long`` with the same steps per round split over fewer clients (``long_splits``:
+      m clients x ``clients_per_round * local_steps / m`` local steps), and (``all_clients``) with every
+      client in every round, on one-speaker and on IID clients: does the number of clients averaged
+      change the progress per round?"""
     c = fed.config
     clients, summary = fed.clients("speaker")
     iid_clients, _ = fed.clients("iid", num_clients=len(clients), seed=c.seed)
-    long_rounds = c.rounds_long
+    long_rounds, longest = c.rounds_long, c.rounds_longest
     if long_rounds < c.rounds:
         raise ValueError(f"long_rounds ({long_rounds}) must be >= rounds ({c.rounds})")
-    runs, long_runs = {}, {}
-    for name, run in (("centralized", lambda ev: run_centralized(fed, long_rounds, progress, evaluate_fn=ev)),
-                      ("fedavg", lambda ev: run_strategy(fed, FedAvg(), clients, progress=progress, evaluate_fn=ev,
-                                                         sim_config=c.sim_config(rounds=long_rounds))),
-                      ("fedprox", lambda ev: run_strategy(fed, FedProx(mu=c.mu), clients, progress=progress,
-                                                          evaluate_fn=ev, sim_config=c.sim_config(rounds=long_rounds)))):
-        snapshot = Snapshot(fed, c.rounds)
-        long_runs[f"{name}, {long_rounds} rounds"] = run(snapshot)
-        runs[name] = snapshot.result(long_runs[f"{name}, {long_rounds} rounds"])
+    if longest and longest < long_rounds:
+        raise ValueError(f"longest_rounds ({longest}) must be 0 or >= long_rounds ({long_rounds})")
+    budgets = sorted({c.rounds, long_rounds, longest} - {0})
+    runs = {}
+
+    def continued(name: str, run, last: int) -> None:
+        """``run(evaluate_fn, rounds)`` once to ``last`` rounds; a row per budget up to there."""
+        keep = [b for b in budgets if b <= last]
+        snapshot = Snapshot(fed, *keep)
+        long = run(snapshot, last)
+        for b in keep:
+            runs[name if b == c.rounds else f"{name}, {b} rounds"] = long if b == last else snapshot.result(long, b)
+
+    def federated(strategy_fn, some_clients, **options):
+        return lambda ev, rounds: run_strategy(fed, strategy_fn(), some_clients, progress=progress, evaluate_fn=ev,
+                                               sim_config=c.sim_config(rounds=rounds), **options)
+
+    last = longest or long_rounds
+    continued("centralized", lambda ev, rounds: run_centralized(fed, rounds, progress, evaluate_fn=ev), last)
+    continued("fedavg", federated(FedAvg, clients), last)
+    continued("fedprox", federated(lambda: FedProx(mu=c.mu), clients), long_rounds)
     runs["fedasync"] = run_strategy(fed, FedAsync(alpha=c.async_alpha, staleness="polynomial"), clients,
                                     progress=progress)
-    runs["fedavg, IID clients"] = run_strategy(fed, FedAvg(), iid_clients, progress=progress)
+    continued("fedavg, IID clients", federated(FedAvg, iid_clients), last)
     runs["fedavgm (server momentum 0.9)"] = run_strategy(fed, FedAvgM(server_lr=1.0, momentum=0.9), clients,
                                                          progress=progress)
-    if long_rounds > c.rounds:
-        runs.update(long_runs)
+    lrs = {}
+    if c.tuned_lr is not None:
+        central = f"centralized, lr {c.tuned_lr:g}"
+        runs[central] = run_centralized(fed, progress=progress, lr=c.tuned_lr)
+        runs[f"fedavg, lr {c.tuned_lr:g}"] = run_strategy(fed, FedAvg(), clients, progress=progress,
+                                                          client_config=c.client_config(lr=c.tuned_lr))
+        lrs = {central: c.tuned_lr, f"fedavg, lr {c.tuned_lr:g}": c.tuned_lr}
     per_round = c.clients_per_round * c.local_steps
     for m in (m for m in c.long_splits if m < c.clients_per_round and per_round % m == 0):
         runs[f"fedavg, {m} x {per_round // m} local steps, {long_rounds} rounds"] = run_strategy(
             fed, FedAvg(), clients, progress=progress, client_config=c.client_config(local_steps=per_round // m),
             sim_config=c.sim_config(rounds=long_rounds, clients_per_round=m))
+    if c.all_clients:
+        for label, some in (("", clients), (", IID clients", iid_clients)):
+            runs[f"fedavg, all {len(some)} x {c.local_steps} local steps{label}, {long_rounds} rounds"] = \
+                run_strategy(fed, FedAvg(), some, progress=progress,
+                             sim_config=c.sim_config(rounds=long_rounds, clients_per_round=len(some)))
+    runs = dict(sorted(runs.items(), key=lambda kv: len(kv[1].history)))  # by budget, stable within one
     out = {"partition": {k: summary[k] for k in ("kind", "num_clients", "non_iid_index")}, "rows": {},
-           "long_rounds": long_rounds}
+           "long_rounds": long_rounds, "longest_rounds": longest}
     for name, result in runs.items():
-        rounds = len(result.history) - 1
         central = name.startswith("centralized")
+        done = [row["steps"] for row in result.history if row["round"] > 0]
         row = {"curve": _curve(result, scale_bytes=not central),
                "final_mel": result.history[-1]["eval"]["mel"],
                "bytes_total": 0 if central else result.comm.total,
-               "steps": rounds * c.clients_per_round * c.local_steps, "rounds": rounds}
+               "steps": int(sum(sum(s.values()) for s in done)),
+               "sequential_steps": int(sum(max(s.values(), default=0) for s in done)),
+               "rounds": len(done), "lr": lrs.get(name, c.lr)}
         if meter is not None:
             row.update(meter.measure(model_from(fed, result.weights)))
         out["rows"][name] = row
@@ -462,22 +520,34 @@ def memory_probe(corpus, num_clients: int, *, size: str = "small", rounds: int =
             "eager_models_mb": round(model_mb * num_clients, 1), "personal_clients": len(result.personal)}
 
 
-def centralized_reference(rows: dict, name: str) -> str:
-    """The centralized row a row of :func:`compare_strategies` is compared with: the one with the same
-    number of rounds (so the same optimizer steps)."""
-    same = [n for n, r in rows.items() if n.startswith("centralized") and r["rounds"] == rows[name]["rounds"]]
-    return same[0] if same else "centralized"
+def centralized_reference(rows: dict, name: str, sequential: bool = False) -> str | None:
+    """The centralized row (at the same learning rate) that a row of :func:`compare_strategies` is
+    compared with: the one with the same total ``steps`` or, with ``sequential``, the one whose steps
+    equal the row's ``sequential_steps`` (as many steps as each of its clients took in a row); None
+    if there is none."""
+    row = rows[name]
+    want = row["sequential_steps"] if sequential else row["steps"]
+    same = [n for n, r in rows.items() if n.startswith("centralized") and r["steps"] == want
+            and r.get("lr") == row.get("lr")]
+    return same[0] if same else None
 
 
 def summary_metrics(results: dict) -> dict:
-    """The headline: each strategy's final MCD and mel loss, and its gap to centralized training with
-    the same number of steps (:func:`centralized_reference`)."""
+    """The headline: each row's final MCD and mel loss, and its gaps to centralized training with the
+    same total steps and with the same sequential steps (:func:`centralized_reference`; None where that
+    run does not exist)."""
     rows = results["strategies"]["rows"]
     out = {}
     for name, r in rows.items():
-        central = rows[centralized_reference(rows, name)]
-        out[name] = {"mcd_gap_db": (r["mcd_dtw_db"] - central["mcd_dtw_db"]) if "mcd_dtw_db" in r else None,
-                     "mel_gap": r["final_mel"] - central["final_mel"], "versus": centralized_reference(rows, name)}
+        entry = {}
+        for key, sequential in (("", False), ("_sequential", True)):
+            ref = centralized_reference(rows, name, sequential)
+            central = rows.get(ref)
+            entry[f"versus{key}"] = ref
+            entry[f"mcd_gap{key}_db"] = (r["mcd_dtw_db"] - central["mcd_dtw_db"]) if (
+                central is not None and "mcd_dtw_db" in r) else None
+            entry[f"mel_gap{key}"] = None if central is None else r["final_mel"] - central["final_mel"]
+        out[name] = entry
     return out
 
 
