@@ -15,8 +15,8 @@ The experiments (each a function returning a JSON-able dict; :func:`run_all` run
   the centralized run is one client holding all the data that takes ``clients_per_round *
   local_steps`` steps per "round" (AdamW restarted every round, as the clients' is); the held-out mel
   loss after every round, MCD-DTW and PER of the final voices (neural vocoder, shipped judge); at
-  ``rounds`` and again at ``long_rounds`` (the same runs, snapshotted at ``rounds``), where the
-  centralized run has nearly converged;
+  ``rounds``, ``long_rounds`` and ``longest_rounds`` (the same runs, snapshotted on the way), each row
+  also against the centralized run with as many steps as its clients took one after another;
 * :func:`alpha_sweep`: FedAvg on Dirichlet partitions of growing concentration ``alpha``;
 * :func:`failures`: dropouts, partial stragglers, and FedAsync with stragglers on the virtual clock;
 * :func:`personalization`: FedPer (``speaker_embedding`` and ``mel_head`` stay on the client) against
