@@ -400,18 +400,21 @@ def test_every_experiment_runs_at_toy_size(ci_corpus):
     # 1 round x 2 clients x 2 local steps; long: 2 rounds; longest: 4 rounds
     short = {"centralized", "fedavg", "fedprox", "fedasync", "fedavg, IID clients", "fedavgm (server momentum 0.9)",
              "centralized, lr 0.003", "fedavg, lr 0.003"}
+    everyone = {"fedavg, all 3 x 2 local steps", "fedavg, all 3 x 2 local steps, IID clients"}   # 3 x 2 steps
     longs = {"centralized, 2 rounds", "fedavg, 2 rounds", "fedprox, 2 rounds", "fedavg, IID clients, 2 rounds",
              "fedavg, 1 x 4 local steps, 2 rounds", "fedavg, all 3 x 2 local steps, 2 rounds",
              "fedavg, all 3 x 2 local steps, IID clients, 2 rounds"}
-    longest = {"centralized, 4 rounds", "fedavg, 4 rounds", "fedavg, IID clients, 4 rounds"}
-    assert set(rows) == short | longs | longest
-    assert list(rows)[: len(short)] == [n for n in rows if n in short]  # ordered by budget
+    longest = {"centralized, 4 rounds", "fedavg, 4 rounds", "fedavg, IID clients, 4 rounds",
+               "fedavg, all 3 x 2 local steps, 4 rounds"}
+    assert set(rows) == short | everyone | longs | longest
+    assert set(list(rows)[: len(short | everyone)]) == short | everyone  # ordered by budget
     steps = {n: (r["rounds"], r["steps"], r["sequential_steps"]) for n, r in rows.items()}
     assert {steps[n] for n in short if not n.startswith("centralized")} == {(1, 4, 2)}   # 2 clients x 2 steps
     assert steps["centralized"] == steps["centralized, lr 0.003"] == (1, 4, 4)
     assert steps["fedavg, 2 rounds"] == (2, 8, 4) and steps["centralized, 2 rounds"] == (2, 8, 8)
     assert steps["fedavg, 1 x 4 local steps, 2 rounds"] == (2, 8, 8)
     assert steps["fedavg, all 3 x 2 local steps, 2 rounds"] == (2, 12, 4)
+    assert steps["fedavg, all 3 x 2 local steps, 4 rounds"] == (4, 24, 8)
     assert steps["fedavg, IID clients, 4 rounds"] == (4, 16, 8) and steps["centralized, 4 rounds"] == (4, 16, 16)
     assert rows["fedavg, lr 0.003"]["lr"] == rows["centralized, lr 0.003"]["lr"] == 3e-3
     summary = summary_metrics(out)

@@ -108,9 +108,10 @@ class ExperimentConfig:
 #: Full mode: tiny FastSpeech, 10 speakers, 8 rounds x 4 clients x 8 steps = 256 steps per run;
 #: centralized, FedAvg and FedProx continued to 32 rounds (1024 steps), centralized and FedAvg (and
 #: FedAvg on IID clients) to 128 (4096 steps), FedAvg also on 2 x 16 and 1 x 32 steps per round and
-#: with all 10 clients in every round; centralized and FedAvg also at lr 8e-3; 3 held-out sentences
-#: per speaker (about 0.05 s a step of 8 on one thread: ~22,000 steps and ~500 synthesized sentences
-#: in all, ~35 min on the shared 2-core machine); CI mode: seconds on the CI corpus.
+#: with all 10 clients in every round (to 32 rounds on IID clients, to 128 on one-speaker ones);
+#: centralized and FedAvg also at lr 8e-3; 3 held-out sentences per speaker (about 0.05 s a step of 8
+#: on one thread: ~30,000 steps and ~600 synthesized sentences in all, ~35 min on the shared 2-core
+#: machine); CI mode: seconds on the CI corpus.
 SETTINGS = {
     "full": ExperimentConfig(rounds=8, sweep_rounds=4, test_per_speaker=3, tuned_lr=8e-3, all_clients=True),
     "ci": ExperimentConfig(speakers=ENGLISH_SPEAKERS[:4], train_per_speaker=12, test_per_speaker=1, rounds=2,
@@ -313,8 +314,9 @@ def compare_strategies(fed: Federation, meter: VoiceMeter | None = None, progres
       sequential steps.
     * FedAvg at ``rounds_long`` with the same steps per round split over fewer clients (``long_splits``:
       m clients x ``clients_per_round * local_steps / m`` local steps), and (``all_clients``) with every
-      client in every round, on one-speaker and on IID clients: does the number of clients averaged
-      change the progress per round?"""
+      client in every round, on IID clients (to ``rounds_long``) and on one-speaker clients (to the
+      longest budget): does the number of clients averaged change the progress per round, and does
+      full participation remove the one-speaker cost?"""
     c = fed.config
     clients, summary = fed.clients("speaker")
     iid_clients, _ = fed.clients("iid", num_clients=len(clients), seed=c.seed)
@@ -334,9 +336,9 @@ def compare_strategies(fed: Federation, meter: VoiceMeter | None = None, progres
         for b in keep:
             runs[name if b == c.rounds else f"{name}, {b} rounds"] = long if b == last else snapshot.result(long, b)
 
-    def federated(strategy_fn, some_clients, **options):
+    def federated(strategy_fn, some_clients, **sim_options):
         return lambda ev, rounds: run_strategy(fed, strategy_fn(), some_clients, progress=progress, evaluate_fn=ev,
-                                               sim_config=c.sim_config(rounds=rounds), **options)
+                                               sim_config=c.sim_config(rounds=rounds, **sim_options))
 
     last = longest or long_rounds
     continued("centralized", lambda ev, rounds: run_centralized(fed, rounds, progress, evaluate_fn=ev), last)
@@ -359,11 +361,10 @@ def compare_strategies(fed: Federation, meter: VoiceMeter | None = None, progres
         runs[f"fedavg, {m} x {per_round // m} local steps, {long_rounds} rounds"] = run_strategy(
             fed, FedAvg(), clients, progress=progress, client_config=c.client_config(local_steps=per_round // m),
             sim_config=c.sim_config(rounds=long_rounds, clients_per_round=m))
-    if c.all_clients:
-        for label, some in (("", clients), (", IID clients", iid_clients)):
-            runs[f"fedavg, all {len(some)} x {c.local_steps} local steps{label}, {long_rounds} rounds"] = \
-                run_strategy(fed, FedAvg(), some, progress=progress,
-                             sim_config=c.sim_config(rounds=long_rounds, clients_per_round=len(some)))
+    if c.all_clients:  # one-speaker clients to the longest budget: does drift outlast full participation?
+        for label, some, until in (("", clients, last), (", IID clients", iid_clients, long_rounds)):
+            continued(f"fedavg, all {len(some)} x {c.local_steps} local steps{label}",
+                      federated(FedAvg, some, clients_per_round=len(some)), until)
     runs = dict(sorted(runs.items(), key=lambda kv: len(kv[1].history)))  # by budget, stable within one
     out = {"partition": {k: summary[k] for k in ("kind", "num_clients", "non_iid_index")}, "rows": {},
            "long_rounds": long_rounds, "longest_rounds": longest}
