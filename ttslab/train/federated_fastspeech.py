@@ -349,13 +349,13 @@ def compare_strategies(fed: Federation, meter: VoiceMeter | None = None, progres
     continued("fedavg, IID clients", federated(FedAvg, iid_clients), last)
     runs["fedavgm (server momentum 0.9)"] = run_strategy(fed, FedAvgM(server_lr=1.0, momentum=0.9), clients,
                                                          progress=progress)
-    lrs = {}
+    lrs = {}  # rows not at the clients' learning rate
     if c.tuned_lr is not None:
-        central = f"centralized, lr {c.tuned_lr:g}"
+        central, federated_row = f"centralized, lr {c.tuned_lr:g}", f"fedavg, lr {c.tuned_lr:g}"
         runs[central] = run_centralized(fed, progress=progress, lr=c.tuned_lr)
-        runs[f"fedavg, lr {c.tuned_lr:g}"] = run_strategy(fed, FedAvg(), clients, progress=progress,
-                                                          client_config=c.client_config(lr=c.tuned_lr))
-        lrs = {central: c.tuned_lr, f"fedavg, lr {c.tuned_lr:g}": c.tuned_lr}
+        runs[federated_row] = run_strategy(fed, FedAvg(), clients, progress=progress,
+                                           client_config=c.client_config(lr=c.tuned_lr))
+        lrs = dict.fromkeys((central, federated_row), c.tuned_lr)
     per_round = c.clients_per_round * c.local_steps
     for m in (m for m in c.long_splits if m < c.clients_per_round and per_round % m == 0):
         runs[f"fedavg, {m} x {per_round // m} local steps, {long_rounds} rounds"] = run_strategy(
